@@ -1,0 +1,1 @@
+"""The ``flareseg`` command line: a thin layer over the Python API."""

@@ -1,0 +1,42 @@
+"""Entry point of the ``flareseg`` command: builds the parser and turns errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flareseg import __version__
+from flareseg.cli import dataset_cmd, demo_cmd, image_cmd
+from flareseg.errors import FlaresegError
+
+COMMAND_MODULES = (image_cmd, dataset_cmd, demo_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flareseg",
+        description="Fast, low-resource segmentation of abdominal CT (13 FLARE organs and lesions).",
+    )
+    parser.add_argument("--version", action="version", version=f"flareseg {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.add_parsers(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the process exit code (0 success, 1 failure, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except FlaresegError as error:
+        print(f"flareseg: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("flareseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

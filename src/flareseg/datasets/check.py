@@ -1,0 +1,166 @@
+"""``flareseg dataset check``: find what would break training before training starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from flareseg.datasets.layout import (
+    DatasetSpec,
+    image_case_ids,
+    image_path,
+    label_case_ids,
+    label_path,
+    load_spec,
+)
+from flareseg.errors import FlaresegError
+from flareseg.io import Geometry, read_geometry, read_volume
+from flareseg.preprocessing.orientation import align_to
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding. ``severity`` is ``"error"`` (training would fail or learn wrong) or ``"warning"``."""
+
+    case_id: str
+    severity: str
+    message: str
+
+
+@dataclass
+class DatasetReport:
+    """What ``check_dataset`` found.
+
+    Attributes:
+        spec: The parsed ``dataset.json``.
+        kinds: Case id to ``"full"``, ``"partial"`` or ``"unlabelled"`` for every usable case.
+        problems: Errors and warnings, in case order.
+        class_voxels: Class id to its voxel count over all labels.
+        class_cases: Class id to the number of cases that contain it.
+    """
+
+    spec: DatasetSpec
+    kinds: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    class_voxels: dict[int, int] = field(default_factory=dict)
+    class_cases: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    def add(self, case_id: str, severity: str, message: str) -> None:
+        self.problems.append(Problem(case_id, severity, message))
+
+
+def check_dataset(root: str | Path, progress: bool = True) -> DatasetReport:
+    """Check every case of a dataset folder.
+
+    Checks that each image is a readable 3D image, that each label map lies on its image's
+    grid, that label values are declared in ``dataset.json`` (and, for partially labelled
+    cases, annotated in that case), and that no image lacks its label unless declared
+    unlabelled. Counts voxels and cases per class.
+
+    Raises:
+        InputError: The folder or ``dataset.json`` is missing or malformed.
+    """
+    spec = load_spec(root)
+    report = DatasetReport(spec)
+    images, labels = image_case_ids(spec), set(label_case_ids(spec))
+    if not images:
+        report.add("-", ERROR, f"no images matching imagesTr/*_0000{spec.file_ending}")
+    for case_id in sorted(labels - set(images)):
+        report.add(case_id, ERROR, f"label {label_path(spec, case_id).name} has no image")
+    for case_id in sorted(set(spec.annotated_classes) - set(images)):
+        report.add(case_id, WARNING, "declared in annotated_classes but has no image")
+    for case_id in tqdm(images, desc="checking cases", unit="case", disable=not progress):
+        _check_case(spec, case_id, case_id in labels, report)
+    usable = len(report.kinds)
+    if spec.num_training not in (-1, usable):
+        report.add("-", WARNING, f"numTraining is {spec.num_training} but {usable} cases have an image")
+    return report
+
+
+def _check_case(spec: DatasetSpec, case_id: str, has_label: bool, report: DatasetReport) -> None:
+    try:
+        geometry = read_geometry(image_path(spec, case_id))
+    except FlaresegError as error:
+        report.add(case_id, ERROR, f"image: {error}")
+        return
+    if not has_label:
+        if case_id in spec.unlabelled:
+            report.kinds[case_id] = "unlabelled"
+        else:
+            report.add(case_id, ERROR, f"missing label labelsTr/{case_id}{spec.file_ending} (not declared unlabelled)")
+        return
+    if case_id in spec.unlabelled:
+        report.add(case_id, WARNING, "declared unlabelled but has a label map")
+    if _check_label(spec, case_id, geometry, report):
+        report.kinds[case_id] = "partial" if case_id in spec.annotated_classes else "full"
+
+
+def _check_label(spec: DatasetSpec, case_id: str, geometry: Geometry, report: DatasetReport) -> bool:
+    """Check one label map against its image; True when it is usable."""
+    try:
+        label = read_volume(label_path(spec, case_id))
+    except FlaresegError as error:
+        report.add(case_id, ERROR, f"label: {error}")
+        return False
+    if not label.geometry.matches(geometry):
+        try:
+            align_to(label, geometry)
+        except FlaresegError:
+            report.add(case_id, ERROR, f"label grid does not match its image: {label.geometry.describe()} "
+                       f"vs image {geometry.describe()}")
+            return False
+        report.add(case_id, WARNING, f"label stored as {label.geometry.orientation_code()}, image as "
+                   f"{geometry.orientation_code()}: aligned by axis flips/permutation")
+    values = label.array
+    if not np.issubdtype(values.dtype, np.integer):
+        if not np.array_equal(values, np.round(values)):
+            report.add(case_id, ERROR, "label map has non-integer values")
+            return False
+    ids, counts = np.unique(values.astype(np.int64, copy=False), return_counts=True)
+    unknown = sorted(set(ids.tolist()) - set(spec.labels.values()))
+    if unknown:
+        report.add(case_id, ERROR, f"unknown label value(s) {unknown} (not in dataset.json labels)")
+        return False
+    not_annotated = sorted(set(ids.tolist()) - set(spec.annotated_for(case_id)) - {0})
+    if not_annotated:
+        report.add(case_id, ERROR, f"label value(s) {not_annotated} present but not in annotated_classes")
+        return False
+    for class_id, count in zip(ids.tolist(), counts.tolist()):
+        if class_id:
+            report.class_voxels[class_id] = report.class_voxels.get(class_id, 0) + count
+            report.class_cases[class_id] = report.class_cases.get(class_id, 0) + 1
+    return True
+
+
+def format_report(report: DatasetReport) -> str:
+    """A human-readable summary: case counts, per-class table, then problems."""
+    kinds = list(report.kinds.values())
+    lines = [
+        f"dataset {report.spec.root}: {len(kinds)} usable cases "
+        f"({kinds.count('full')} fully labelled, {kinds.count('partial')} partially labelled, "
+        f"{kinds.count('unlabelled')} unlabelled)",
+        "",
+        f"{'id':>3}  {'class':<22} {'cases':>5} {'voxels':>12}",
+    ]
+    names = {v: k for k, v in report.spec.labels.items()}
+    for class_id in report.spec.class_ids:
+        lines.append(
+            f"{class_id:>3}  {names[class_id]:<22} {report.class_cases.get(class_id, 0):>5} "
+            f"{report.class_voxels.get(class_id, 0):>12}"
+        )
+    lines.append("")
+    for problem in report.problems:
+        lines.append(f"{problem.severity.upper()} {problem.case_id}: {problem.message}")
+    n_errors, n_warnings = len(report.errors), len(report.problems) - len(report.errors)
+    lines.append(f"{n_errors} error(s), {n_warnings} warning(s)")
+    return "\n".join(lines)

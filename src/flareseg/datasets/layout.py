@@ -1,0 +1,158 @@
+"""Datasets in the nnU-Net v2 layout, with FLARE's partial labels and unlabelled cases.
+
+A dataset folder holds::
+
+    dataset.json
+    imagesTr/CASE_0000.nii.gz     one CT per case (channel 0000)
+    labelsTr/CASE.nii.gz          its label map, on the image's grid
+
+``dataset.json`` has the nnU-Net keys ``channel_names``, ``labels``, ``numTraining`` and
+``file_ending``, plus two optional flareseg keys for FLARE-style data:
+
+``annotated_classes``
+    ``{"CASE": [ids...]}``: the class ids that were annotated in that case. Voxels of other
+    classes are unlabelled, not background. Cases not listed have every class annotated.
+``unlabelled``
+    ``["CASE", ...]``: cases with an image and no label map (for semi-supervised training).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from flareseg.errors import InputError
+
+CHANNEL_SUFFIX = "_0000"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One training case.
+
+    Attributes:
+        case_id: Identifier shared by the image and label file names.
+        image: Path of the CT (``imagesTr/<case_id>_0000<ending>``).
+        label: Path of the label map, or None for an unlabelled case.
+        annotated: Class ids annotated in this case (background excluded); empty when unlabelled.
+        partial: True when only some classes were annotated.
+    """
+
+    case_id: str
+    image: Path
+    label: Path | None
+    annotated: tuple[int, ...]
+    partial: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The contents of ``dataset.json``.
+
+    Attributes:
+        root: The dataset folder.
+        labels: Class name to id, background included.
+        file_ending: e.g. ``".nii.gz"``.
+        num_training: ``numTraining`` as declared.
+        annotated_classes: Per-case annotated class ids, for partially labelled cases.
+        unlabelled: Case ids declared to have no label map.
+    """
+
+    root: Path
+    labels: dict[str, int]
+    file_ending: str
+    num_training: int
+    annotated_classes: dict[str, tuple[int, ...]]
+    unlabelled: frozenset[str]
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        """Foreground class ids, ascending."""
+        return tuple(sorted(i for i in self.labels.values() if i != 0))
+
+    def annotated_for(self, case_id: str) -> tuple[int, ...]:
+        """Class ids annotated in a case (all classes unless declared partial)."""
+        return self.annotated_classes.get(case_id, self.class_ids)
+
+
+def load_spec(root: str | Path) -> DatasetSpec:
+    """Read and validate ``dataset.json``.
+
+    Raises:
+        InputError: The folder or its ``dataset.json`` is missing or malformed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such dataset folder")
+    path = root / "dataset.json"
+    if not path.is_file():
+        raise InputError(f"{root}: no dataset.json in this folder")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from None
+    missing = [key for key in ("channel_names", "labels", "file_ending") if key not in raw]
+    if missing:
+        raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
+    if len(raw["channel_names"]) != 1:
+        raise InputError(f"{path}: flareseg takes one CT channel, dataset declares {len(raw['channel_names'])}")
+    labels = raw["labels"]
+    if not all(isinstance(v, int) for v in labels.values()) or labels.get("background") != 0:
+        raise InputError(f"{path}: 'labels' must map names to integer ids, with background = 0")
+    class_ids = set(labels.values())
+    annotated = {}
+    for case_id, ids in raw.get("annotated_classes", {}).items():
+        unknown = sorted(set(ids) - class_ids)
+        if unknown:
+            raise InputError(f"{path}: annotated_classes[{case_id!r}] names unknown class ids {unknown}")
+        annotated[case_id] = tuple(sorted(set(ids) - {0}))
+    return DatasetSpec(
+        root=root,
+        labels=dict(labels),
+        file_ending=raw["file_ending"],
+        num_training=int(raw.get("numTraining", -1)),
+        annotated_classes=annotated,
+        unlabelled=frozenset(raw.get("unlabelled", [])),
+    )
+
+
+def image_case_ids(spec: DatasetSpec) -> list[str]:
+    """Case ids of the images in ``imagesTr``, sorted."""
+    suffix = CHANNEL_SUFFIX + spec.file_ending
+    folder = spec.root / "imagesTr"
+    return sorted(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}")) if folder.is_dir() else []
+
+
+def label_case_ids(spec: DatasetSpec) -> list[str]:
+    """Case ids of the label maps in ``labelsTr``, sorted."""
+    folder = spec.root / "labelsTr"
+    ending = spec.file_ending
+    return sorted(p.name[: -len(ending)] for p in folder.glob(f"*{ending}")) if folder.is_dir() else []
+
+
+def image_path(spec: DatasetSpec, case_id: str) -> Path:
+    return spec.root / "imagesTr" / f"{case_id}{CHANNEL_SUFFIX}{spec.file_ending}"
+
+
+def label_path(spec: DatasetSpec, case_id: str) -> Path:
+    return spec.root / "labelsTr" / f"{case_id}{spec.file_ending}"
+
+
+def list_cases(spec: DatasetSpec) -> list[Case]:
+    """Every case with an image; unlabelled ones have ``label=None``.
+
+    Cases whose label file is missing but which are not declared unlabelled are left out;
+    :func:`flareseg.datasets.check.check_dataset` reports them.
+    """
+    labelled = set(label_case_ids(spec))
+    cases = []
+    for case_id in image_case_ids(spec):
+        if case_id in labelled:
+            partial = case_id in spec.annotated_classes
+            cases.append(
+                Case(case_id, image_path(spec, case_id), label_path(spec, case_id), spec.annotated_for(case_id), partial)
+            )
+        elif case_id in spec.unlabelled:
+            cases.append(Case(case_id, image_path(spec, case_id), None, ()))
+    return cases
