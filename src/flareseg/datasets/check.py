@@ -81,9 +81,8 @@ def check_dataset(root: str | Path, progress: bool = True) -> DatasetReport:
         report.add(case_id, WARNING, "declared in annotated_classes but has no image")
     for case_id in tqdm(images, desc="checking cases", unit="case", disable=not progress):
         _check_case(spec, case_id, case_id in labels, report)
-    usable = len(report.kinds)
-    if spec.num_training not in (-1, usable):
-        report.add("-", WARNING, f"numTraining is {spec.num_training} but {usable} cases have an image")
+    if spec.num_training not in (-1, len(images)):
+        report.add("-", WARNING, f"numTraining is {spec.num_training} but imagesTr holds {len(images)} cases")
     return report
 
 

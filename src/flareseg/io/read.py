@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -104,9 +105,21 @@ def _first_reason(message: str) -> str:
     return (lines[-1] if lines else "unknown error")[:160]
 
 
+@contextmanager
+def _itk_warnings_hidden():
+    """Silence ITK's multi-line console warnings (e.g. "No Series were found") for a call."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
 def _read_dicom_series(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    with _itk_warnings_hidden():
+        series_ids = reader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
         raise InputError(f"{folder}: no DICOM series found in this folder")
     # GDCM's file list is sorted along the slice normal (IPPSorter), not by file name.
