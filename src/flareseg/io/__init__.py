@@ -1,6 +1,13 @@
 """CT input/output with exact geometry: read NIfTI/NRRD/MHA/DICOM, write atomically."""
 
-from flareseg.io.read import IMAGE_SUFFIXES, has_image_suffix, read_ct, read_geometry, read_volume
+from flareseg.io.read import (
+    IMAGE_SUFFIXES,
+    has_image_suffix,
+    read_ct,
+    read_geometry,
+    read_volume,
+    strip_image_suffix,
+)
 from flareseg.io.volume import GEOMETRY_TOLERANCE, Geometry, Volume
 from flareseg.io.write import WRITE_SUFFIXES, write_labelmap, write_volume
 
@@ -14,6 +21,7 @@ __all__ = [
     "read_ct",
     "read_geometry",
     "read_volume",
+    "strip_image_suffix",
     "write_labelmap",
     "write_volume",
 ]

@@ -21,7 +21,15 @@ _DICOM_MODALITY_TAG = "0008|0060"
 
 def has_image_suffix(path: str | os.PathLike) -> bool:
     """True when the file name ends in one of :data:`IMAGE_SUFFIXES`."""
-    return str(path).lower().endswith(IMAGE_SUFFIXES)
+    return strip_image_suffix(Path(path).name) is not None
+
+
+def strip_image_suffix(name: str) -> str | None:
+    """File name without its image ending (``case.nii.gz`` -> ``case``), or None if it has none."""
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
 
 
 def read_volume(path: str | os.PathLike) -> Volume:

@@ -1,0 +1,140 @@
+"""Score folders of predicted label maps against ground truth with the FLARE metrics."""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from tqdm import tqdm
+
+from flareseg import labels
+from flareseg.datasets.layout import load_spec
+from flareseg.errors import FlaresegError, InputError
+from flareseg.evaluation.rules import ScoringRules, score_class
+from flareseg.io import Volume, has_image_suffix, read_volume, strip_image_suffix
+from flareseg.preprocessing.orientation import align_to
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """DSC and NSD of one class in one case; NaN when the class was not evaluated."""
+
+    case_id: str
+    class_id: int
+    dsc: float
+    nsd: float
+
+
+def score_case(
+    gt: Volume, pred: Volume, case_id: str, rules: ScoringRules, annotated=None, threads: int = 1
+) -> list[ClassScore]:
+    """Score every class of one case.
+
+    Args:
+        gt: Reference label map.
+        pred: Predicted label map; aligned onto ``gt``'s grid if stored in another orientation.
+        case_id: Name reported with the scores.
+        rules: Classes, tolerances and FLARE rules.
+        annotated: Class ids annotated in this case, or None for all; other classes score NaN.
+        threads: Classes scored in parallel (distance transforms release the GIL).
+
+    Raises:
+        InputError: The prediction does not lie on the ground truth's grid.
+    """
+    if not pred.geometry.matches(gt.geometry):
+        try:
+            pred = align_to(pred, gt.geometry)
+        except FlaresegError as error:
+            raise InputError(f"{case_id}: prediction does not overlay the ground truth ({error})") from None
+    gt_array, pred_array = _as_labels(gt.array), _as_labels(pred.array)
+    gt_boxes, pred_boxes = ndimage.find_objects(gt_array), ndimage.find_objects(pred_array)
+    spacing = gt.geometry.spacing_zyx_mm
+
+    def score(class_id: int) -> ClassScore:
+        if annotated is not None and class_id not in annotated:
+            return ClassScore(case_id, class_id, math.nan, math.nan)
+        box = _union_box(_box(gt_boxes, class_id), _box(pred_boxes, class_id))
+        if box is None:
+            dsc, nsd = score_class(np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1, 1), np.uint8), class_id, spacing, rules)
+        else:
+            dsc, nsd = score_class(gt_array[box], pred_array[box], class_id, spacing, rules)
+        return ClassScore(case_id, class_id, dsc, nsd)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return list(pool.map(score, rules.class_ids))
+
+
+def _as_labels(array: np.ndarray) -> np.ndarray:
+    """Integer label ids (``find_objects`` needs an integer array)."""
+    if np.issubdtype(array.dtype, np.integer):
+        return array
+    return np.rint(array).astype(np.int32)
+
+
+def _box(boxes: list, class_id: int):
+    return boxes[class_id - 1] if class_id - 1 < len(boxes) else None
+
+
+def _union_box(a, b) -> tuple[slice, ...] | None:
+    if a is None or b is None:
+        return a or b
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
+
+
+def case_files(folder: Path) -> dict[str, Path]:
+    """Case id (file name without its image ending) to path, for every image file in a folder."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    return {
+        strip_image_suffix(path.name): path
+        for path in sorted(folder.iterdir())
+        if path.is_file() and has_image_suffix(path) and not path.name.startswith(".")
+    }
+
+
+def evaluate_folders(
+    pred_dir: Path,
+    gt_dir: Path,
+    rules: ScoringRules,
+    dataset_dir: Path | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> list[ClassScore]:
+    """Score every ground-truth case of ``gt_dir`` against the same-named file in ``pred_dir``.
+
+    Args:
+        pred_dir: Folder of predicted label maps.
+        gt_dir: Folder of reference label maps; every case in it is scored.
+        rules: FLARE rules to apply.
+        dataset_dir: Optional dataset folder whose ``dataset.json`` declares per-case annotated
+            classes; classes not annotated in a case score NaN.
+        threads: Parallel classes per case (default: all cores).
+
+    Raises:
+        InputError: A folder is missing or empty, or a prediction is missing.
+    """
+    gt_files, pred_files = case_files(gt_dir), case_files(pred_dir)
+    if not gt_files:
+        raise InputError(f"{gt_dir}: no label maps found")
+    missing = sorted(set(gt_files) - set(pred_files))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InputError(f"{pred_dir}: no prediction for {len(missing)} case(s): {shown}")
+    spec = load_spec(dataset_dir) if dataset_dir else None
+    threads = threads or os.cpu_count() or 1
+    scores: list[ClassScore] = []
+    for case_id in tqdm(gt_files, desc="evaluating", unit="case", disable=not progress):
+        annotated = spec.annotated_for(case_id) if spec else None
+        gt, pred = read_volume(gt_files[case_id]), read_volume(pred_files[case_id])
+        scores.extend(score_case(gt, pred, case_id, rules, annotated, threads))
+    return scores
+
+
+def organ_ids(rules: ScoringRules) -> tuple[int, ...]:
+    """Scored classes that count towards the organ mean (all but the lesion)."""
+    return tuple(i for i in rules.class_ids if i != labels.LESION)

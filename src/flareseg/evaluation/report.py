@@ -1,0 +1,108 @@
+"""Summaries and tables of FLARE scores: per-case CSV, summary JSON, text and markdown tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from flareseg import labels
+from flareseg.evaluation.evaluate import ClassScore
+
+METRICS = ("dsc", "nsd")
+
+
+def _stats(values: list[float]) -> dict[str, float | int]:
+    finite = np.array([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if finite.size == 0:
+        return {"mean": math.nan, "std": math.nan, "median": math.nan, "n": 0}
+    return {"mean": float(finite.mean()), "std": float(finite.std()), "median": float(np.median(finite)), "n": int(finite.size)}
+
+
+def summarise(scores: list[ClassScore]) -> dict:
+    """Per-class statistics, the organ mean and the lesion scores.
+
+    The organ mean is the mean over organ classes of their per-class means (as FLARE
+    reports ``Organ_DSC``/``Organ_NSD``); classes never evaluated are left out of it.
+    """
+    class_ids = sorted({s.class_id for s in scores})
+    per_class = {}
+    for class_id in class_ids:
+        mine = [s for s in scores if s.class_id == class_id]
+        per_class[labels.label_name(class_id)] = {
+            "id": class_id,
+            **{metric: _stats([getattr(s, metric) for s in mine]) for metric in METRICS},
+        }
+    organs = [v for v in per_class.values() if v["id"] != labels.LESION]
+    organ_mean = {
+        metric: _mean([v[metric]["mean"] for v in organs]) for metric in METRICS
+    }
+    lesion = per_class.get(labels.label_name(labels.LESION))
+    return {
+        "cases": len({s.case_id for s in scores}),
+        "classes": per_class,
+        "organ_mean": organ_mean,
+        "lesion": {metric: lesion[metric]["mean"] for metric in METRICS} if lesion else None,
+    }
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def write_case_csv(scores: list[ClassScore], path: Path) -> None:
+    """One row per case and class; a class not evaluated has empty DSC/NSD cells."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", "class_id", "class", "dsc", "nsd"])
+        for s in scores:
+            writer.writerow([s.case_id, s.class_id, labels.label_name(s.class_id), _cell(s.dsc), _cell(s.nsd)])
+
+
+def write_summary_json(summary: dict, path: Path) -> None:
+    """The summary as JSON; NaN (not evaluated) becomes null."""
+    path.write_text(json.dumps(_nan_to_none(summary), indent=2))
+
+
+def _nan_to_none(value):
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _cell(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.6f}"
+
+
+def format_table(summary: dict, markdown: bool = False) -> str:
+    """Per-class mean +- std of DSC and NSD, then the organ mean and lesion rows."""
+    header = ["class", "DSC", "NSD", "n"]
+    rows = []
+    for name, entry in summary["classes"].items():
+        rows.append([name, _pm(entry["dsc"]), _pm(entry["nsd"]), str(entry["dsc"]["n"])])
+    organ = summary["organ_mean"]
+    rows.append(["organ mean", _num(organ["dsc"]), _num(organ["nsd"]), ""])
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * 3) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    return "\n".join([fmt(header), *(fmt(r) for r in rows)])
+
+
+def _pm(stats: dict) -> str:
+    return "-" if stats["n"] == 0 else f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+
+
+def _num(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4f}"
