@@ -27,7 +27,7 @@ def test_version():
     assert result.stdout.strip() == f"flareseg {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["info"], ["convert"], ["dataset"], ["dataset", "check"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["info"], ["convert"], ["dataset"], ["dataset", "check"], ["evaluate"], ["benchmark"], ["demo"]])
 def test_every_command_has_help(command):
     result = run(*command, "--help")
     assert result.returncode == 0
@@ -108,3 +108,4 @@ def test_demo_writes_a_mask_that_overlays_the_sample(tmp_path):
     ct = read_volume(sample_ct_path())
     assert mask.geometry.matches(ct.geometry) and mask.array.dtype == np.uint8
     np.testing.assert_array_equal(mask.array, read_volume(sample_labels_path()).array)
+    assert "organ mean                    1.0000           1.0000" in result.stdout

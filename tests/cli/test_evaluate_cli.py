@@ -1,0 +1,83 @@
+"""``flareseg evaluate`` and ``flareseg benchmark`` as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+FLARESEG = [sys.executable, "-m", "flareseg.cli.main"]
+
+
+def run(*args):
+    return subprocess.run([*FLARESEG, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def _folders(tmp_path, data_dir):
+    ts = data_dir / "ts_example"
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir()
+    pred.mkdir()
+    shutil.copy(ts / "flare_labels_fullct_from_v1normal.nii.gz", gt / "case1.nii.gz")
+    shutil.copy(ts / "flare_labels_fullct_from_v2fast.nii.gz", pred / "case1.nii.gz")
+    shutil.copy(ts / "flare_labels_dicom_from_v2fast.nii.gz", gt / "case2.nii.gz")
+    shutil.copy(ts / "flare_labels_dicom_from_v2fast.nii.gz", pred / "case2.nii.gz")
+    return gt, pred
+
+
+def test_evaluate_folders_writes_csv_json_and_table(tmp_path, data_dir):
+    gt, pred = _folders(tmp_path, data_dir)
+    result = run("evaluate", "--pred", pred, "--gt", gt, "--out", tmp_path / "scores", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "organ mean" in result.stdout and "pancreas" in result.stdout
+    rows = list(csv.DictReader(open(tmp_path / "scores" / "scores.csv")))
+    assert len(rows) == 2 * 14
+    case2 = [r for r in rows if r["case"] == "case2"]
+    assert all(float(r["dsc"]) == 1.0 and float(r["nsd"]) == 1.0 for r in case2)
+    summary = json.loads((tmp_path / "scores" / "summary.json").read_text())
+    assert summary["cases"] == 2
+    assert 0.9 < summary["organ_mean"]["dsc"] < 1.0
+    assert summary["classes"]["liver"]["dsc"]["n"] == 2
+
+
+def test_evaluate_with_partial_labels_and_markdown(tmp_path, data_dir):
+    gt, pred = _folders(tmp_path, data_dir)
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    (dataset / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTraining": 2,
+        "labels": {"background": 0, **{f"c{i}": i for i in range(1, 15)}},
+        "annotated_classes": {"case1": [1, 3]},
+    }))
+    result = run("evaluate", "--pred", pred, "--gt", gt, "--dataset", dataset, "--format", "markdown", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "| class | DSC | NSD | n |" in result.stdout
+    rows = list(csv.DictReader(open(pred / "scores.csv")))
+    case1 = {r["class"]: r for r in rows if r["case"] == "case1"}
+    assert case1["pancreas"]["dsc"] == "" and case1["pancreas"]["nsd"] == ""
+    assert float(case1["liver"]["dsc"]) > 0.9
+    summary = json.loads((pred / "summary.json").read_text())
+    assert summary["classes"]["pancreas"]["dsc"]["n"] == 1
+
+
+def test_evaluate_missing_prediction_is_a_one_line_error(tmp_path, data_dir):
+    gt, pred = _folders(tmp_path, data_dir)
+    (pred / "case2.nii.gz").unlink()
+    result = run("evaluate", "--pred", pred, "--gt", gt, "--quiet")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"flareseg: error: {pred}: no prediction for 1 case(s): case2"
+
+
+def test_benchmark_command_per_case(tmp_path, data_dir):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(data_dir / "ts_example" / "example_ct_sm.nii.gz", inputs / "small.nii.gz")
+    result = run("benchmark", "--inputs", inputs, "--out", tmp_path / "bench", "--",
+                 *FLARESEG, "convert", "-i", "{input}", "-o", "{output}")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "bench" / "predictions" / "small.nii.gz").is_file()
+    rows = list(csv.DictReader(open(tmp_path / "bench" / "efficiency.csv")))
+    assert rows[0]["case"] == "small" and float(rows[0]["peak_ram_mb"]) > 10
+    assert "peak RAM MB" in result.stdout
