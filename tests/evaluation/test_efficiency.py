@@ -51,3 +51,10 @@ def test_reports_are_written(tmp_path):
     payload = json.loads((tmp_path / "efficiency.json").read_text())
     assert payload["samples"]["case_a"]["interval_s"] == pytest.approx(0.1)
     assert (tmp_path / "plots" / "case_a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_program_is_an_input_error():
+    from flareseg.errors import InputError
+
+    with pytest.raises(InputError, match="cannot run"):
+        measure_command(["no-such-program-flareseg"])

@@ -33,7 +33,8 @@ def run_demo(args: argparse.Namespace) -> int:
     reference = align_to(read_volume(sample_labels_path()), ct.geometry)
     canonical_mask = reorientation.apply(reference.array)
     mask = reorientation.invert(canonical_mask)
-    assert np.array_equal(mask, reference.array), "reorientation round trip is not exact"
+    if not np.array_equal(mask, reference.array):
+        raise RuntimeError("reorientation round trip is not exact")
     path = write_labelmap(mask, ct.geometry, args.out / "sample_mask.nii.gz")
     print(f"wrote {path}: overlays the sample CT ({ct.geometry.describe()})")
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from flareseg.errors import InputError
+
 MB = 1024 * 1024
 
 
@@ -64,12 +66,20 @@ def measure_command(command: list[str] | str, interval_s: float = 0.1, timeout_s
 
     Returns:
         The trace; the command's own output goes to this process's stdout/stderr.
+
+    Raises:
+        InputError: The program cannot be started (not found, not executable).
     """
     argv = shlex.split(command) if isinstance(command, str) else list(command)
     gpu = _GpuMemory.open()
     trace = Trace(interval_s)
     start = time.perf_counter()
-    process = psutil.Popen(argv)
+    try:
+        process = psutil.Popen(argv)
+    except OSError as error:
+        if gpu:
+            gpu.close()
+        raise InputError(f"cannot run {argv[0]!r}: {error.strerror}") from None
     tree: dict[int, psutil.Process] = {process.pid: process}
     try:
         while True:
