@@ -66,10 +66,24 @@ def test_failed_write_leaves_no_file_and_keeps_previous_output(data_dir, tmp_pat
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sitk, "WriteImage", write_then_fail)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InputError, match="cannot write"):
         write_labelmap(np.zeros(ct.array.shape, np.uint8), ct.geometry, target)
     assert target.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz"]
+
+
+def test_interrupted_write_leaves_no_file(data_dir, tmp_path, monkeypatch):
+    ct = read_ct(data_dir / "ts_example" / "example_ct_sm.nii.gz")
+
+    def interrupted(image, path, useCompression=False):
+        with open(path, "wb") as partial:
+            partial.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sitk, "WriteImage", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_labelmap(np.zeros(ct.array.shape, np.uint8), ct.geometry, tmp_path / "mask.nii.gz")
+    assert not list(tmp_path.iterdir())
 
 
 def test_labelmap_values_must_fit_uint8(data_dir, tmp_path):

@@ -26,7 +26,7 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
         The written path.
 
     Raises:
-        InputError: ``path`` has no supported ending or its folder cannot be created.
+        InputError: ``path`` has no supported ending, or it or its folder cannot be written.
     """
     path = Path(path)
     suffix = _write_suffix(path)
@@ -43,6 +43,10 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     try:
         sitk.WriteImage(image, str(temporary), useCompression=suffix != ".nii")
         os.replace(temporary, path)
+    except RuntimeError as error:
+        temporary.unlink(missing_ok=True)
+        reason = str(error).strip().splitlines()[-1][:160] if str(error).strip() else "write failed"
+        raise InputError(f"{path}: cannot write ({reason})") from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
