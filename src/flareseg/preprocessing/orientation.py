@@ -79,7 +79,7 @@ def reoriented_geometry(geometry: Geometry, reorientation: Reorientation) -> Geo
         shape_zyx[array_axis] = geometry.shape_zyx[source_axis]
         if flip:
             corner_xyz[source_index_axis] = source_shape_xyz[source_index_axis] - 1
-    origin = index_to_lps_matrix_apply(index_to_lps, corner_xyz)
+    origin = index_to_lps[:3, :3] @ corner_xyz + index_to_lps[:3, 3]
     direction = np.stack(columns, axis=1)
     return Geometry(
         shape_zyx=tuple(shape_zyx),  # type: ignore[arg-type]
@@ -87,11 +87,6 @@ def reoriented_geometry(geometry: Geometry, reorientation: Reorientation) -> Geo
         origin_lps_mm=tuple(float(v) for v in origin),  # type: ignore[arg-type]
         direction_lps=tuple(tuple(float(v) for v in row) for row in direction),
     )
-
-
-def index_to_lps_matrix_apply(matrix: np.ndarray, index_xyz: np.ndarray) -> np.ndarray:
-    """LPS position (mm) of a voxel index ``(x, y, z)`` under a 4x4 index-to-LPS matrix."""
-    return matrix[:3, :3] @ index_xyz + matrix[:3, 3]
 
 
 def to_canonical(volume: Volume) -> tuple[Volume, Reorientation]:
