@@ -12,7 +12,6 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from flareseg import labels
 from flareseg.datasets.layout import load_spec
 from flareseg.errors import FlaresegError, InputError
 from flareseg.evaluation.rules import ScoringRules, score_class
@@ -58,11 +57,9 @@ def score_case(
     def score(class_id: int) -> ClassScore:
         if annotated is not None and class_id not in annotated:
             return ClassScore(case_id, class_id, math.nan, math.nan)
-        box = _union_box(_box(gt_boxes, class_id), _box(pred_boxes, class_id))
-        if box is None:
-            dsc, nsd = score_class(np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1, 1), np.uint8), class_id, spacing, rules)
-        else:
-            dsc, nsd = score_class(gt_array[box], pred_array[box], class_id, spacing, rules)
+        # Absent from both masks: any one-voxel crop holds neither, and the rules score it so.
+        box = _union_box(_box(gt_boxes, class_id), _box(pred_boxes, class_id)) or (slice(0, 1),) * 3
+        dsc, nsd = score_class(gt_array[box], pred_array[box], class_id, spacing, rules)
         return ClassScore(case_id, class_id, dsc, nsd)
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -133,8 +130,3 @@ def evaluate_folders(
         gt, pred = read_volume(gt_files[case_id]), read_volume(pred_files[case_id])
         scores.extend(score_case(gt, pred, case_id, rules, annotated, threads))
     return scores
-
-
-def organ_ids(rules: ScoringRules) -> tuple[int, ...]:
-    """Scored classes that count towards the organ mean (all but the lesion)."""
-    return tuple(i for i in rules.class_ids if i != labels.LESION)

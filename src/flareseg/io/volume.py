@@ -97,7 +97,3 @@ class Volume:
     def __post_init__(self) -> None:
         if tuple(self.array.shape) != tuple(self.geometry.shape_zyx):
             raise ValueError(f"array shape {self.array.shape} != geometry shape {self.geometry.shape_zyx}")
-
-    def with_array(self, array: np.ndarray) -> Volume:
-        """The same grid with other voxel values (e.g. a prediction for this CT)."""
-        return Volume(array, self.geometry)
