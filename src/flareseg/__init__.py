@@ -6,3 +6,19 @@ try:
     __version__ = version("flareseg")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
+
+
+def predict(input, output=None, model_dir=None, **options):
+    """Segment one CT file or DICOM folder; writes ``output`` when given and returns the mask.
+
+    ``model_dir`` defaults to the bundled model. Other keyword arguments are
+    :class:`flareseg.inference.predict.PredictOptions` fields (``backend``, ``device``,
+    ``threads``, ``postprocess``). Example::
+
+        from flareseg import predict
+        mask = predict("ct.nii.gz", "mask.nii.gz")   # mask.array: uint8 [z, y, x] FLARE ids
+    """
+    from flareseg.inference.predict import PredictOptions
+    from flareseg.inference.predict import predict as _predict
+
+    return _predict(input, output, options=PredictOptions(model_dir=model_dir, **options))

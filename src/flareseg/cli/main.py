@@ -6,10 +6,18 @@ import argparse
 import sys
 
 from flareseg import __version__
-from flareseg.cli import benchmark_cmd, dataset_cmd, demo_cmd, evaluate_cmd, image_cmd
+from flareseg.cli import (
+    benchmark_cmd,
+    dataset_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    image_cmd,
+    predict_cmd,
+    train_cmd,
+)
 from flareseg.errors import FlaresegError
 
-COMMAND_MODULES = (image_cmd, dataset_cmd, evaluate_cmd, benchmark_cmd, demo_cmd)
+COMMAND_MODULES = (image_cmd, dataset_cmd, train_cmd, predict_cmd, evaluate_cmd, benchmark_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,3 +14,8 @@ def sample_ct_path() -> Path:
 def sample_labels_path() -> Path:
     """TotalSegmentator model output on the sample CT, in FLARE ids (a reference, not ground truth)."""
     return Path(str(files("flareseg") / "data" / "sample" / "sample_labels.nii.gz"))
+
+
+def default_model_dir() -> Path:
+    """The model shipped with flareseg (see data/default_model/MODEL_CARD.md)."""
+    return Path(str(files("flareseg") / "data" / "default_model"))

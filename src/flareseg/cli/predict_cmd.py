@@ -1,0 +1,66 @@
+"""``flareseg predict`` and ``flareseg export-onnx``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parsers(subparsers) -> None:
+    predict = subparsers.add_parser(
+        "predict", help="segment a CT (file or DICOM folder) or a folder of CTs",
+        description="Segment the 13 FLARE organs. -i FILE|DICOM_DIR -o MASK writes one mask on the "
+        "input's grid; -i DIR -o DIR segments every CT in DIR (CASE_0000.nii.gz -> CASE.nii.gz), keeps "
+        "going past a bad scan and exits 1 if any failed.",
+    )
+    predict.add_argument("-i", "--input", required=True, type=Path, help="CT file, DICOM series folder, or folder of CTs")
+    predict.add_argument("-o", "--output", required=True, type=Path, help="mask file (.nii.gz, .nii, .nrrd, .mha) or folder")
+    predict.add_argument("-m", "--model", type=Path, help="model directory (default: the bundled model)")
+    predict.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    predict.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"),
+                         help="network runtime; auto: onnxruntime when the model has ONNX files and the device is cpu")
+    predict.add_argument("--threads", type=int, help="CPU threads for the network")
+    predict.add_argument("--no-postprocess", action="store_true", help="keep every connected component")
+    predict.set_defaults(run=run_predict)
+
+    export = subparsers.add_parser(
+        "export-onnx", help="export a model's networks to ONNX for fast CPU prediction",
+        description="Write <stage>.onnx beside each <stage>.pt in MODEL_DIR, checked against PyTorch.",
+    )
+    export.add_argument("model_dir", type=Path)
+    export.set_defaults(run=run_export)
+
+
+def _is_folder_of_scans(path: Path) -> bool:
+    from flareseg.io import has_image_suffix
+
+    return path.is_dir() and any((p.is_file() and has_image_suffix(p)) or p.is_dir() for p in path.iterdir())
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import time
+
+    from flareseg.errors import InputError
+    from flareseg.inference.predict import PredictOptions, predict, predict_folder
+
+    options = PredictOptions(args.model, args.backend, args.device, args.threads, not args.no_postprocess)
+    if not args.input.exists():
+        raise InputError(f"{args.input}: no such file or folder")
+    if _is_folder_of_scans(args.input):
+        report = predict_folder(args.input, args.output, options)
+        for name, error in report.failed.items():
+            print(f"failed: {name}: {error}")
+        print(f"{len(report.done)} mask(s) written to {args.output}, {len(report.failed)} failed")
+        return 1 if report.failed else 0
+    start = time.perf_counter()
+    mask = predict(args.input, args.output, options=options)
+    print(f"wrote {args.output} ({mask.geometry.describe()}) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from flareseg.inference.export import export_onnx
+
+    for path in export_onnx(args.model_dir):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,54 @@
+"""``flareseg train``: train a recipe on a dataset folder into a model directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parsers(subparsers) -> None:
+    from flareseg.recipes import builtin_recipes
+
+    train = subparsers.add_parser(
+        "train", help="train a recipe on a dataset folder (nnU-Net layout)",
+        description="Train every stage of a recipe and write a self-contained model directory "
+        "(weights, resolved recipe, label map, logs). Settings given here are saved in the recipe.",
+    )
+    train.add_argument("--dataset", required=True, type=Path, help="dataset folder (imagesTr, labelsTr, dataset.json)")
+    train.add_argument("--recipe", default="coarse_to_fine",
+                       help=f"built-in recipe ({', '.join(builtin_recipes())}) or a YAML file (default: coarse_to_fine)")
+    train.add_argument("--out", required=True, type=Path, help="model directory to write")
+    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--cache", type=Path, help="folder for preprocessed cases (default: OUT/training/cache)")
+    train.add_argument("--threads", type=int, help="CPU threads")
+    for flag, kind, what in (("epochs", int, "epochs"), ("iterations", int, "iterations per epoch"),
+                             ("batch-size", int, "batch size"), ("lr", float, "initial learning rate"),
+                             ("val-fraction", float, "fraction of labelled cases held out for validation"),
+                             ("schedule", str, "learning-rate schedule (step or poly)"), ("seed", int, "random seed")):
+        train.add_argument(f"--{flag}", type=kind, help=f"override the recipe's {what}")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(run=run_train)
+
+
+_OVERRIDES = {"epochs": "epochs", "iterations": "iterations_per_epoch", "batch_size": "batch_size",
+              "lr": "learning_rate", "val_fraction": "val_fraction", "schedule": "schedule", "seed": "seed"}
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from flareseg.recipes import load_recipe
+    from flareseg.training.loop import RunOptions
+    from flareseg.training.train import train_model
+
+    overrides = {key: getattr(args, arg) for arg, key in _OVERRIDES.items() if getattr(args, arg) is not None}
+    recipe = load_recipe(args.recipe, overrides)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    options = RunOptions(device=device, resume=args.resume, progress=not args.no_progress, threads=args.threads)
+    print(f"training recipe {recipe.name!r} ({len(recipe.stages)} stages) on {device}")
+    out = train_model(args.dataset, recipe, args.out, options, args.cache)
+    print(f"model written to {out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Prediction: load a model directory, run the cascade, write masks. Never imports training code."""

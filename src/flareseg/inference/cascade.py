@@ -1,0 +1,65 @@
+"""The coarse-to-fine cascade on a canonical HU array: coarse whole-volume stage, then organ
+groups cropped from its result, refined and pasted back; then connected-component clean-up.
+
+Only label maps (uint8) are resampled to full resolution, never class scores, so memory
+stays bounded by a few copies of the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flareseg.inference.model import LoadedModel
+from flareseg.postprocessing.components import keep_largest_components
+from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
+from flareseg.preprocessing.intensity import clip_and_scale
+from flareseg.preprocessing.resample import resize
+from flareseg.recipes import StageConfig
+
+
+def network_input(hu: np.ndarray, size_zyx, hu_window) -> np.ndarray:
+    """HU array resized to ``size_zyx`` (linear), clipped and scaled: ``[1, 1, D, H, W]`` float32."""
+    return clip_and_scale(resize(hu, size_zyx, order=1), hu_window)[None, None]
+
+
+def logits_to_labels(logits: np.ndarray, stage: StageConfig) -> np.ndarray:
+    """Argmax over channels of ``[1, C, D, H, W]`` logits, as FLARE ids (uint8 ``[D, H, W]``)."""
+    lookup = np.array((0, *stage.labels), dtype=np.uint8)
+    return lookup[np.argmax(logits[0], axis=0)]
+
+
+def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_mm) -> list[tuple[tuple[int, ...], Box]]:
+    """Boxes on the full grid to refine, from the coarse result: one for the whole group, or
+    one per label (``crop: each``), each with its label subset and ``stage.margin_mm`` around it."""
+    factor = [n / c for n, c in zip(full_shape, coarse.shape)]
+    margin = [stage.margin_mm / s for s in spacing_zyx_mm]
+    subsets = [stage.labels] if stage.crop == "group" else [(label,) for label in stage.labels]
+    boxes = []
+    for subset in subsets:
+        box = bounding_box(np.isin(coarse, subset))
+        if box is not None:
+            boxes.append((subset, box.scaled(factor, full_shape).expanded(margin, full_shape)))
+    return boxes
+
+
+def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postprocess: bool = True) -> np.ndarray:
+    """Segment a canonical HU array ``[z, y, x]``; returns FLARE ids, uint8, the same shape."""
+    recipe = model.recipe
+    window = recipe.preprocess.hu_window
+    first, fine_stages = recipe.stages[0], recipe.stages[1:]
+    coarse = logits_to_labels(model.runners[first.name](network_input(hu, first.size_zyx, window)), first)
+    out = np.zeros(hu.shape, np.uint8)
+    refined = {label for stage in fine_stages for label in stage.labels}
+    leftover = [label for label in first.labels if label not in refined]
+    if leftover:  # classes no fine stage refines come straight from the coarse stage
+        full = resize(coarse, hu.shape, order=0)
+        out[np.isin(full, leftover)] = full[np.isin(full, leftover)]
+    for stage in fine_stages:
+        for subset, box in crop_boxes(coarse, stage, hu.shape, spacing_zyx_mm):
+            logits = model.runners[stage.name](network_input(crop(hu, box), stage.size_zyx, window))
+            patch = resize(logits_to_labels(logits, stage), box.shape, order=0)
+            keep = np.isin(patch, subset)
+            paste(out, box, patch, where=keep & (crop(out, box) == 0))
+    if postprocess:
+        keep_largest_components(out, recipe.class_ids)
+    return out

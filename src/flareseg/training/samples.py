@@ -1,0 +1,124 @@
+"""Stage samples: each labelled case preprocessed once per stage, at the stage's input size,
+and cached as ``.npz`` so that epochs never re-decode NIfTI.
+
+A sample is ``image`` (float16 ``[D, H, W]`` in [0, 1]), ``label`` (uint8 channel indices of
+the stage; 0 for background *and* for classes not annotated in the case) and ``annotated``
+(bool ``[C]``, channel 0 included). Crop stages store ``crops_per_case`` crops per label
+subset, each with a random margin jitter, as the coarse stage's boxes vary at prediction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flareseg.datasets.layout import Case
+from flareseg.inference.cascade import network_input
+from flareseg.io import read_ct, read_volume
+from flareseg.preprocessing.crop import bounding_box, crop
+from flareseg.preprocessing.orientation import align_to, to_canonical
+from flareseg.preprocessing.resample import resize
+from flareseg.recipes import Recipe, StageConfig
+
+
+@dataclass(frozen=True)
+class Sample:
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray
+    annotated: np.ndarray
+
+
+def stage_key(recipe: Recipe, stage: StageConfig, crops_per_case: int) -> str:
+    """Hash of everything that determines a stage's cached samples."""
+    text = json.dumps([recipe.preprocess.hu_window, stage.labels, stage.size_zyx, stage.crop,
+                       stage.margin_mm, recipe.train.crop_jitter_mm, recipe.train.seed, crops_per_case],
+                      default=list)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def read_case(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Canonical HU array, canonical label array on the same grid, and spacing ``[z, y, x]`` mm."""
+    ct = read_ct(case.image)
+    label = align_to(read_volume(case.label), ct.geometry)
+    ct_canonical, _ = to_canonical(ct)
+    label_canonical, _ = to_canonical(label)
+    return ct_canonical.array, np.asarray(label_canonical.array, dtype=np.uint8), ct_canonical.geometry.spacing_zyx_mm
+
+
+def channel_lookup(stage: StageConfig, annotated: tuple[int, ...]) -> np.ndarray:
+    """uint8 table: FLARE id -> stage channel (0 for other classes and unannotated ones)."""
+    lookup = np.zeros(256, np.uint8)
+    for channel, class_id in enumerate(stage.labels, start=1):
+        if class_id in annotated:
+            lookup[class_id] = channel
+    return lookup
+
+
+def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, recipe: Recipe,
+                 rng: np.random.Generator, crops_per_case: int) -> list[Sample]:
+    """The samples of one case for one stage (none when the case annotates none of its classes)."""
+    annotated_ids = tuple(i for i in stage.labels if i in case.annotated)
+    if not annotated_ids:
+        return []
+    lookup = channel_lookup(stage, annotated_ids)
+    annotated = np.array([True] + [i in annotated_ids for i in stage.labels])
+    window = recipe.preprocess.hu_window
+
+    def make(hu_part, label_part):
+        image = network_input(hu_part, stage.size_zyx, window)[0, 0].astype(np.float16)
+        return Sample(case.case_id, image, resize(lookup[label_part], stage.size_zyx, order=0), annotated)
+
+    if stage.crop == "whole":
+        return [make(hu, label)]
+    subsets = [stage.labels] if stage.crop == "group" else [(i,) for i in stage.labels]
+    samples = []
+    for subset in subsets:
+        box = bounding_box(np.isin(label, [i for i in subset if i in annotated_ids]))
+        if box is None:
+            continue
+        for _ in range(crops_per_case):
+            margin_mm = stage.margin_mm + rng.uniform(-1, 1, 3) * recipe.train.crop_jitter_mm
+            margin = [max(m, 0.0) / s for m, s in zip(margin_mm, spacing_zyx_mm)]
+            jittered = box.expanded(margin, hu.shape)
+            samples.append(make(crop(hu, jittered), crop(label, jittered)))
+    return samples
+
+
+def load_stage_samples(cases: list[Case], stage: StageConfig, recipe: Recipe, cache_dir: Path,
+                       crops_per_case: int = 4, progress: bool = True) -> list[Sample]:
+    """Samples of every labelled case for a stage, from ``cache_dir`` or built and cached there."""
+    from tqdm import tqdm
+
+    folder = Path(cache_dir) / f"{stage.name}-{stage_key(recipe, stage, crops_per_case)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for index, case in enumerate(tqdm(cases, desc=f"cache {stage.name}", unit="case", leave=False,
+                                         disable=not progress)):
+        path = folder / f"{case.case_id}.npz"
+        if not path.is_file():
+            hu, label, spacing = read_case(case)
+            rng = np.random.default_rng([recipe.train.seed, index])
+            built = case_samples(hu, label, spacing, case, stage, recipe, rng, crops_per_case)
+            _save(path, built)
+        samples.extend(_load(path, case.case_id))
+    return samples
+
+
+def _save(path: Path, samples: list[Sample]) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    arrays = {}
+    for i, s in enumerate(samples):
+        arrays.update({f"image{i}": s.image, f"label{i}": s.label, f"annotated{i}": s.annotated})
+    np.savez(tmp, count=len(samples), **arrays)
+    tmp.replace(path)
+
+
+def _load(path: Path, case_id: str) -> list[Sample]:
+    with np.load(path) as data:
+        return [Sample(case_id, data[f"image{i}"], data[f"label{i}"], data[f"annotated{i}"])
+                for i in range(int(data["count"]))]

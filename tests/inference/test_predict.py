@@ -1,0 +1,114 @@
+"""Prediction: geometry of the written mask, ONNX vs PyTorch, folder mode, API and CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from flareseg.cli.main import main
+from flareseg.errors import InputError
+from flareseg.inference.model import load_model, onnx_path
+from flareseg.inference.predict import PredictOptions, output_name, predict, predict_folder
+from flareseg.io import read_volume
+from flareseg.recipes import load_recipe
+from flareseg.training.loop import RunOptions
+from flareseg.training.train import train_model
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, data_dir):
+    """A 3-stage model trained for a few iterations on the real scans, exported to ONNX."""
+    from flareseg.inference.export import export_onnx
+
+    root = tmp_path_factory.mktemp("tiny")
+    build = _load(TESTS.parent / "scripts" / "make_default_dataset.py", "make_default_dataset").build
+    dataset = build(data_dir, root / "dataset")
+    recipe_dict = _load(TESTS / "training" / "conftest.py", "training_conftest").tiny_recipe_dict(epochs=1)
+    (root / "tiny.yaml").write_text(yaml.safe_dump(recipe_dict))
+    model_dir = train_model(dataset, load_recipe(root / "tiny.yaml"), root / "model", RunOptions(progress=False))
+    export_onnx(model_dir)
+    return model_dir
+
+
+def test_onnx_and_torch_backends_give_the_same_mask(tiny_model, data_dir):
+    ct = data_dir / "ts_example" / "example_ct.nii.gz"
+    assert all(onnx_path(tiny_model, s).is_file() for s in ("coarse", "abdominal_large", "small"))
+    onnx = load_model(tiny_model)  # auto picks onnxruntime when the ONNX files exist
+    torch_model = load_model(tiny_model, backend="torch")
+    assert onnx.backend == "onnx" and torch_model.backend == "torch"
+    a = predict(ct, model=onnx).array
+    b = predict(ct, model=torch_model).array
+    assert np.mean(a == b) > 0.999
+
+
+@pytest.mark.parametrize("name, source", [
+    ("ras_3mm.nii.gz", "ts_example/example_ct.nii.gz"),
+    ("lps_crop.nrrd", "ts_example/extra_aorta_report_crop/ct_cropped.nii.gz"),
+])
+def test_mask_overlays_the_input_exactly(tiny_model, data_dir, tmp_path, name, source):
+    ct = read_volume(data_dir / source)
+    out = tmp_path / name
+    predict(data_dir / source, out, options=PredictOptions(model_dir=tiny_model))
+    mask = read_volume(out)
+    assert mask.array.shape == ct.array.shape
+    assert mask.geometry.matches(ct.geometry)
+    assert mask.array.dtype == np.uint8 and mask.array.max() <= 13
+
+
+def test_folder_mode_keeps_going_past_a_bad_scan(tiny_model, data_dir, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(data_dir / "ts_example" / "example_ct_sm.nii.gz", inputs / "case1_0000.nii.gz")
+    shutil.copytree(data_dir / "ts_example" / "example_ct_dicom", inputs / "case2")
+    (inputs / "broken_0000.nii.gz").write_bytes(b"not an image")
+    report = predict_folder(inputs, tmp_path / "out", PredictOptions(model_dir=tiny_model), progress=False)
+    assert sorted(report.done) == ["case1_0000.nii.gz", "case2"]
+    assert list(report.failed) == ["broken_0000.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case1.nii.gz", "case2.nii.gz"]
+
+    code = main(["predict", "-i", str(inputs), "-o", str(tmp_path / "cli_out"), "-m", str(tiny_model)])
+    printed = capsys.readouterr().out
+    assert code == 1 and "2 mask(s) written" in printed and "1 failed" in printed and "broken_0000" in printed
+
+
+def test_cli_predicts_one_dicom_series(tiny_model, data_dir, tmp_path, capsys):
+    out = tmp_path / "mask.nii.gz"
+    code = main(["predict", "-i", str(data_dir / "ts_example" / "example_ct_dicom"), "-o", str(out),
+                 "-m", str(tiny_model), "--threads", "1"])
+    assert code == 0 and out.is_file()
+    assert read_volume(out).geometry.matches(read_volume(data_dir / "ts_example" / "example_ct_dicom.nii.gz").geometry)
+
+
+def test_bad_input_and_model_give_one_line_errors_and_no_file(tiny_model, tmp_path, capsys):
+    out = tmp_path / "mask.nii.gz"
+    assert main(["predict", "-i", str(tmp_path / "missing.nii.gz"), "-o", str(out), "-m", str(tiny_model)]) == 1
+    assert main(["predict", "-i", str(tiny_model / "recipe.yaml"), "-o", str(out), "-m", str(tmp_path)]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("flareseg: error:") for line in errors)
+    assert "not a flareseg model directory" in errors[1]
+    assert not out.exists()
+
+
+def test_output_names_follow_nnunet_conventions():
+    assert output_name(Path("case_0000.nii.gz")) == "case.nii.gz"
+    assert output_name(Path("case.nrrd")) == "case.nii.gz"
+    assert output_name(Path("dicom_folder")) == "dicom_folder.nii.gz"
+
+
+def test_empty_input_folder_is_an_error(tmp_path, tiny_model):
+    with pytest.raises(InputError, match="no CT files"):
+        predict_folder(tmp_path, tmp_path / "out", PredictOptions(model_dir=tiny_model))

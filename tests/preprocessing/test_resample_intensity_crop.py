@@ -1,0 +1,70 @@
+"""Intensity scaling, fixed-size resampling and crop/paste (with their inverses)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
+from flareseg.preprocessing.intensity import clip_and_scale
+from flareseg.preprocessing.resample import resize
+
+
+def test_clip_and_scale_maps_the_window_to_unit_range():
+    hu = np.array([-1000, -100, 100, 300, 2000], dtype=np.int16)
+    assert np.allclose(clip_and_scale(hu, (-100, 300)), [0, 0, 0.5, 1, 1])
+    assert clip_and_scale(hu, (-100, 300)).dtype == np.float32
+    with pytest.raises(ValueError):
+        clip_and_scale(hu, (300, -100))
+
+
+def test_linear_resize_averages_over_the_same_extent():
+    a = np.arange(8 * 8 * 8, dtype=np.float32).reshape(8, 8, 8)
+    half = resize(a, (4, 4, 4), order=1)
+    assert half[0, 0, 0] == pytest.approx(a[:2, :2, :2].mean())  # centre of a 2x2x2 block
+    assert resize(np.full((10, 12, 14), 7, np.int16), (23, 5, 7), order=1).min() == pytest.approx(7)
+
+
+def test_nearest_resize_keeps_label_values_and_round_trips_on_integer_factors(rng):
+    labels = rng.integers(0, 14, (6, 8, 10)).astype(np.uint8)
+    up = resize(labels, (12, 16, 30), order=0)
+    assert up.dtype == np.uint8 and set(np.unique(up)) <= set(np.unique(labels))
+    assert np.array_equal(resize(up, labels.shape, order=0), labels)
+
+
+def test_resize_of_a_real_ct_keeps_the_organ_where_it_was(data_dir):
+    from flareseg.io import read_volume
+
+    label = read_volume(data_dir / "ts_example" / "flare_labels_fullct_from_v2fast.nii.gz").array
+    small = resize(label, (64, 64, 64), order=0)
+    back = resize(small, label.shape, order=0)
+    liver = label == 1
+    overlap = 2 * np.count_nonzero(liver & (back == 1)) / (np.count_nonzero(liver) + np.count_nonzero(back == 1))
+    assert overlap > 0.9
+
+
+def test_bounding_box_crop_paste_are_inverse(rng):
+    mask = np.zeros((20, 30, 40), bool)
+    mask[3:7, 10:12, 5:39] = True
+    box = bounding_box(mask)
+    assert box == Box((3, 10, 5), (7, 12, 39)) and box.shape == (4, 2, 34)
+    assert bounding_box(np.zeros((3, 3, 3))) is None
+    volume = rng.integers(0, 9, mask.shape)
+    target = np.zeros_like(volume)
+    paste(target, box, crop(volume, box))
+    assert np.array_equal(target[box.slices], volume[box.slices]) and target.sum() == volume[box.slices].sum()
+
+
+def test_box_scaling_and_margin_stay_inside_the_array():
+    box = Box((1, 2, 3), (4, 5, 6))
+    assert box.scaled((2, 2, 2), (100, 100, 100)) == Box((2, 4, 6), (8, 10, 12))
+    assert box.scaled((1.5, 1.5, 1.5), (5, 100, 100)) == Box((1, 3, 4), (5, 8, 9))
+    assert box.expanded((2, 0.5, 10), (6, 100, 8)) == Box((0, 1, 0), (6, 6, 8))
+
+
+def test_paste_where_only_touches_selected_voxels():
+    target = np.full((4, 4, 4), 9, np.uint8)
+    patch = np.zeros((2, 2, 2), np.uint8)
+    patch[0, 0, 0] = 3
+    paste(target, Box((1, 1, 1), (3, 3, 3)), patch, where=patch > 0)
+    assert target[1, 1, 1] == 3 and (target == 9).sum() == 63

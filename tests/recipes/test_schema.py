@@ -1,0 +1,74 @@
+"""Recipes load, validate and round-trip through plain data."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from flareseg.errors import InputError
+from flareseg.recipes import builtin_recipes, load_recipe, recipe_from_dict, recipe_to_dict
+
+
+def test_builtin_coarse_to_fine_names_the_paper_groups():
+    recipe = load_recipe("coarse_to_fine")
+    assert "coarse_to_fine" in builtin_recipes()
+    assert [s.name for s in recipe.stages] == ["coarse", "abdominal_large", "gastrointestinal", "vessels", "small"]
+    assert recipe.stages[0].crop == "whole" and recipe.stages[-1].crop == "each"
+    assert recipe.class_ids == tuple(range(1, 14))
+    assert recipe.preprocess.hu_window == (-100.0, 300.0)
+    assert recipe.train.weight_decay == 1e-4
+
+
+def test_round_trip_through_yaml_gives_an_equal_recipe():
+    recipe = load_recipe("coarse_to_fine")
+    again = recipe_from_dict(yaml.safe_load(yaml.safe_dump(recipe_to_dict(recipe))))
+    assert again == recipe
+
+
+def test_overrides_are_applied_and_validated(tmp_path):
+    recipe = load_recipe("coarse_to_fine", {"epochs": 3, "schedule": "poly"})
+    assert recipe.train.epochs == 3 and recipe.train.schedule == "poly"
+    with pytest.raises(InputError, match="schedule"):
+        load_recipe("coarse_to_fine", {"schedule": "cosine"})
+
+
+def _modified(**changes):
+    data = recipe_to_dict(load_recipe("coarse_to_fine"))
+    for path, value in changes.items():
+        target = data
+        *parents, leaf = path.split("__")
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        target[leaf] = value
+    return data
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"train__epoch": 3}, "unknown keys"),
+    ({"stages__0__crop": "group"}, "first stage"),
+    ({"stages__1__labels": [1, 99]}, "labels"),
+    ({"stages__1__size_zyx": [64, 64, 60]}, "divisible"),
+    ({"stages__2__name": "coarse"}, "unique"),
+    ({"stages__3__crop": "box"}, "crop must be"),
+    ({"train__val_fraction": 1.0}, "val_fraction"),
+])
+def test_invalid_recipes_are_rejected_with_the_reason(changes, message):
+    with pytest.raises(InputError, match=message):
+        recipe_from_dict(_modified(**changes))
+
+
+def test_unknown_recipe_name_lists_the_builtins(tmp_path):
+    with pytest.raises(InputError, match="coarse_to_fine"):
+        load_recipe("no_such_recipe")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just a list")
+    with pytest.raises(InputError, match="mapping"):
+        load_recipe(bad)
+
+
+def test_recipe_is_frozen():
+    recipe = load_recipe("coarse_to_fine")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.name = "other"

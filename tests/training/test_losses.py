@@ -1,0 +1,53 @@
+"""Dice + CE with marginal partial labels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from flareseg.training.losses import dice_ce_loss, marginal_log_probs
+
+
+def test_fully_annotated_equals_plain_dice_ce():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5, 6, 7)
+    target = torch.randint(0, 4, (2, 5, 6, 7))
+    annotated = torch.ones(2, 4, dtype=torch.bool)
+    probs = logits.softmax(1)
+    onehot = F.one_hot(target, 4).movedim(-1, 1).float()
+    dice = (2 * (probs * onehot).sum((2, 3, 4)) + 1e-5) / (probs.sum((2, 3, 4)) + onehot.sum((2, 3, 4)) + 1e-5)
+    expected = F.cross_entropy(logits, target) + 1 - dice[:, 1:].mean()
+    assert torch.allclose(dice_ce_loss(logits, target, annotated), expected, atol=1e-5)
+
+
+def test_unannotated_class_probability_counts_as_background():
+    logits = torch.randn(1, 3, 2, 2, 2)
+    annotated = torch.tensor([[True, True, False]])
+    merged = marginal_log_probs(logits, annotated).exp()
+    probs = logits.softmax(1)
+    assert torch.allclose(merged[:, 0], probs[:, 0] + probs[:, 2], atol=1e-6)
+    assert torch.allclose(merged[:, 1], probs[:, 1], atol=1e-6)
+    assert torch.all(merged[:, 2] == 0)
+
+
+def test_predicting_an_unannotated_class_on_background_is_not_punished():
+    target = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    target[0, :2] = 1  # class 1 annotated and present; the rest is "background" in the label
+    says_class2 = torch.full((1, 3, 4, 4, 4), -10.0)
+    says_class2[0, 1, :2] = 10
+    says_class2[0, 2, 2:] = 10  # the net calls the rest class 2
+    says_background = says_class2.clone()
+    says_background[0, 0, 2:], says_background[0, 2, 2:] = 10, -10
+    partial = torch.tensor([[True, True, False]])
+    full = torch.ones(1, 3, dtype=torch.bool)
+    assert dice_ce_loss(says_class2, target, partial) < 1e-3
+    assert torch.isclose(dice_ce_loss(says_class2, target, partial), dice_ce_loss(says_background, target, partial), atol=1e-4)
+    assert dice_ce_loss(says_class2, target, full) > 1.0  # fully annotated: class 2 there is wrong
+
+
+def test_gradients_flow_and_are_finite_with_masked_channels():
+    logits = torch.randn(2, 3, 4, 4, 4, requires_grad=True)
+    target = torch.randint(0, 2, (2, 4, 4, 4))
+    annotated = torch.tensor([[True, True, False], [True, True, True]])
+    dice_ce_loss(logits, target, annotated).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
