@@ -152,4 +152,9 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
         state.update(epoch=epoch + 1, net=net.state_dict(), optimizer=optimizer.state_dict())
         _save_checkpoint(state, folder)
         write_log(state["history"], folder)
+        if options.progress:
+            from tqdm import tqdm
+
+            tqdm.write(f"{stage.name} epoch {epoch + 1}/{train.epochs}: loss {loss:.3f}, "
+                       f"validation mean DSC {score:.3f}, {row['seconds']:.0f} s")
     return state["best_net"]

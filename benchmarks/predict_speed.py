@@ -1,0 +1,105 @@
+"""Whole-process seconds and peak memory of ``flareseg predict`` against baselines measured in
+the same run, on real scans:
+
+- ``floor``: a Python process that only reads the CT and writes a mask of its size;
+- ``sliding window``: MONAI ``sliding_window_inference`` of the same network (the model's first
+  fine stage) over the whole scan at that stage's resolution (benchmarks/sliding_window_baseline.py);
+- ``flareseg onnx`` / ``flareseg torch``: the full cascade (read, preprocess, every stage,
+  post-process, write) with each network runtime.
+
+    python benchmarks/predict_speed.py [DATA_DIR] [--model MODEL_DIR] [--repeat N]
+
+DATA_DIR defaults to ../shared/data beside the repository; MODEL_DIR to the bundled model.
+Each command runs in a fresh process (imports and model loading included), sampled every 0.1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from flareseg.data import default_model_dir
+from flareseg.evaluation.efficiency import measure_command
+from flareseg.inference.model import onnx_path, read_recipe
+
+HERE = Path(__file__).resolve().parent
+FLOOR = ("import sys, SimpleITK as s; i = s.ReadImage(sys.argv[1]); "
+         "m = s.Cast(i * 0, s.sitkUInt8); s.WriteImage(m, sys.argv[2], True)")
+
+
+def scans(data: Path) -> dict[str, Path]:
+    return {
+        "3 mm sample (122x101x112 NIfTI)": data / "ts_example" / "example_ct.nii.gz",
+        "512x512x20 DICOM": data / "ts_example" / "example_ct_dicom",
+        "512x512x79 DICOM": data / "tcia_pancreatic_ct_cbct_seg_cb001" / "dicom_ct",
+    }
+
+
+def fine_spacing_mm(model_dir: Path, ct: Path) -> float:
+    """Voxel size (mm, isotropic: geometric mean over axes) at which the model's first fine stage
+    sees this scan: its crop box, from the coarse stage, divided by the stage input size."""
+    import numpy as np
+
+    from flareseg.inference.cascade import crop_boxes, logits_to_labels, network_input
+    from flareseg.inference.model import load_model
+    from flareseg.io import read_ct
+    from flareseg.preprocessing.orientation import to_canonical
+
+    model = load_model(model_dir)
+    first, fine = model.recipe.stages[0], model.recipe.stages[1]
+    canonical, _ = to_canonical(read_ct(ct))
+    hu, spacing = canonical.array, canonical.geometry.spacing_zyx_mm
+    coarse = logits_to_labels(model.runners[first.name](network_input(hu, first.size_zyx, model.recipe.preprocess.hu_window)), first)
+    boxes = crop_boxes(coarse, fine, hu.shape, spacing)
+    shape = boxes[0][1].shape if boxes else hu.shape
+    return float(np.prod([n * s / m for n, s, m in zip(shape, spacing, fine.size_zyx)]) ** (1 / 3))
+
+
+def commands(model_dir: Path, ct: Path, out: Path) -> dict[str, list[str]]:
+    flareseg = [sys.executable, "-m", "flareseg.cli.main", "predict", "-i", str(ct), "-m", str(model_dir)]
+    stage = read_recipe(model_dir).stages[1].name
+    runs = {
+        "floor (read + write)": [sys.executable, "-c", FLOOR, str(ct if ct.is_file() else next(ct.iterdir())),
+                                 str(out / "floor.nii.gz")],
+        "sliding window (MONAI)": [sys.executable, str(HERE / "sliding_window_baseline.py"), str(model_dir), stage,
+                                   f"{fine_spacing_mm(model_dir, ct):.3f}", str(ct), str(out / "sw.nii.gz")],
+        "flareseg torch": flareseg + ["-o", str(out / "torch.nii.gz"), "--backend", "torch"],
+    }
+    if all(onnx_path(model_dir, s.name).is_file() for s in read_recipe(model_dir).stages):
+        runs["flareseg onnx"] = flareseg + ["-o", str(out / "onnx.nii.gz"), "--backend", "onnx"]
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path, default=HERE.parents[1] / "shared" / "data")
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per command; the fastest is kept")
+    args = parser.parse_args()
+    model_dir = args.model or default_model_dir()
+    print(f"model {model_dir.name}, {os.cpu_count()} cores; whole process per scan (imports and model loading included)")
+    out = Path(tempfile.mkdtemp(prefix="flareseg-bench-"))
+    try:
+        for name, ct in scans(args.data).items():
+            results = {}
+            for label, argv in commands(model_dir, ct, out).items():
+                runs = [measure_command(argv, timeout_s=600).summary() for _ in range(args.repeat)]
+                if any(r["returncode"] != 0 for r in runs):
+                    print(f"  {label}: failed (exit {runs[0]['returncode']})")
+                    continue
+                results[label] = min(runs, key=lambda r: r["time_s"])
+            print(f"\n{name}")
+            baseline = results.get("sliding window (MONAI)")
+            for label, r in results.items():
+                ratio = f"  {baseline['time_s'] / r['time_s']:5.2f}x faster, {baseline['peak_ram_mb'] / r['peak_ram_mb']:4.2f}x less memory than sliding window" if baseline and label.startswith("flareseg") else ""
+                print(f"  {label:<24} {r['time_s']:6.2f} s  {r['peak_ram_mb']:7.0f} MB{ratio}")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
