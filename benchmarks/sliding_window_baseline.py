@@ -18,7 +18,7 @@ from flareseg.io import Volume, read_ct, write_labelmap
 from flareseg.models.registry import build_network
 from flareseg.preprocessing.intensity import clip_and_scale
 from flareseg.preprocessing.orientation import to_canonical
-from flareseg.preprocessing.resample import resize
+from flareseg.preprocessing.resample import resize, shape_for_spacing
 
 
 def main(model_dir: str, stage_name: str, spacing_mm: str, ct_path: str, out_path: str) -> None:
@@ -30,7 +30,7 @@ def main(model_dir: str, stage_name: str, spacing_mm: str, ct_path: str, out_pat
     ct = read_ct(ct_path)
     canonical, reorientation = to_canonical(ct)
     spacing = float(spacing_mm)
-    shape = [max(16, int(round(n * s / spacing))) for n, s in zip(canonical.array.shape, canonical.geometry.spacing_zyx_mm)]
+    shape = shape_for_spacing(canonical.array.shape, canonical.geometry.spacing_zyx_mm, (spacing,) * 3)
     image = clip_and_scale(resize(canonical.array, shape, order=1), recipe.preprocess.hu_window)
     with torch.inference_mode():
         logits = sliding_window_inference(torch.from_numpy(image)[None, None], stage.size_zyx, 1, net, overlap=0.25)

@@ -7,7 +7,7 @@ import pytest
 
 from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
 from flareseg.preprocessing.intensity import clip_and_scale
-from flareseg.preprocessing.resample import resize
+from flareseg.preprocessing.resample import resize, shape_for_spacing
 
 
 def test_clip_and_scale_maps_the_window_to_unit_range():
@@ -68,3 +68,8 @@ def test_paste_where_only_touches_selected_voxels():
     patch[0, 0, 0] = 3
     paste(target, Box((1, 1, 1), (3, 3, 3)), patch, where=patch > 0)
     assert target[1, 1, 1] == 3 and (target == 9).sum() == 63
+
+
+def test_shape_for_spacing_keeps_the_extent():
+    assert shape_for_spacing((79, 512, 512), (3.0, 1.074, 1.074), (3.0, 3.0, 3.0)) == (79, 183, 183)
+    assert shape_for_spacing((10, 10, 10), (1.0, 1.0, 1.0), (100.0, 0.5, 2.0)) == (1, 20, 5)

@@ -53,6 +53,7 @@ def _modified(**changes):
     ({"stages__2__name": "coarse"}, "unique"),
     ({"stages__3__crop": "box"}, "crop must be"),
     ({"train__val_fraction": 1.0}, "val_fraction"),
+    ({"stages__1__epochs": 0}, "epochs must be"),
 ])
 def test_invalid_recipes_are_rejected_with_the_reason(changes, message):
     with pytest.raises(InputError, match=message):
@@ -72,3 +73,13 @@ def test_recipe_is_frozen():
     recipe = load_recipe("coarse_to_fine")
     with pytest.raises(dataclasses.FrozenInstanceError):
         recipe.name = "other"
+
+
+def test_default_model_settings_file_is_a_valid_recipe():
+    from pathlib import Path
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "scripts" / "default_model.yaml")
+    assert recipe.stages == tuple(
+        dataclasses.replace(stage, epochs=24 if stage.name == "coarse" else None)
+        for stage in load_recipe("coarse_to_fine").stages
+    )

@@ -48,6 +48,7 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
     window = recipe.preprocess.hu_window
     first, fine_stages = recipe.stages[0], recipe.stages[1:]
     coarse = logits_to_labels(model.runners[first.name](network_input(hu, first.size_zyx, window)), first)
+    keep_largest_components(coarse, first.labels)  # stray voxels would stretch the crop boxes
     out = np.zeros(hu.shape, np.uint8)
     refined = {label for stage in fine_stages for label in stage.labels}
     leftover = [label for label in first.labels if label not in refined]

@@ -35,3 +35,12 @@ def resize(array: np.ndarray, shape_zyx: tuple[int, int, int], order: int,
     resampled = sitk.Resample(image, list(shape_zyx[::-1]), sitk.Transform(), _INTERPOLATORS[order],
                               origin_xyz, scale_xyz, [1, 0, 0, 0, 1, 0, 0, 0, 1], 0, pixel_type)
     return sitk.GetArrayFromImage(resampled).astype(out_dtype, copy=False)
+
+
+def shape_for_spacing(shape_zyx, spacing_zyx_mm, target_spacing_zyx_mm) -> tuple[int, int, int]:
+    """Grid size that covers the same extent at ``target_spacing_zyx_mm`` (at least one voxel per axis).
+
+    ``resize(array, shape_for_spacing(...), order)`` resamples to a target spacing; the output
+    spacing is then ``extent / shape``, within half a voxel of the target.
+    """
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape_zyx, spacing_zyx_mm, target_spacing_zyx_mm))  # type: ignore[return-value]

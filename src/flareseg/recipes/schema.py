@@ -48,6 +48,7 @@ class StageConfig:
             around all ``labels`` of the previous stage's result) or ``"each"`` (one crop per
             label, refined one by one).
         margin_mm: Margin around a crop's bounding box, in mm.
+        epochs: Training epochs of this stage; None uses ``train.epochs``.
     """
 
     name: str
@@ -55,6 +56,7 @@ class StageConfig:
     size_zyx: tuple[int, int, int]
     crop: str = "whole"
     margin_mm: float = 10.0
+    epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,8 @@ def _validate(recipe: Recipe, source: str) -> None:
         bad = [i for i in stage.labels if i not in BY_ID]
         if bad or not stage.labels or len(set(stage.labels)) != len(stage.labels):
             raise InputError(f"{where}: labels must be distinct FLARE ids 1..14, got {list(stage.labels)}")
+        if stage.epochs is not None and (not isinstance(stage.epochs, int) or stage.epochs < 1):
+            raise InputError(f"{where}: epochs must be a positive integer or absent, got {stage.epochs!r}")
         if len(stage.size_zyx) != 3 or min(stage.size_zyx) < 8:
             raise InputError(f"{where}: size_zyx must be three sizes >= 8, got {list(stage.size_zyx)}")
         levels = int(recipe.network.kwargs.get("levels", 4))

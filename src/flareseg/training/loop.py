@@ -38,10 +38,10 @@ class RunOptions:
     threads: int | None = None
 
 
-def learning_rate(train: TrainConfig, epoch: int) -> float:
-    """Learning rate of an epoch (0-based): step decay or poly."""
+def learning_rate(train: TrainConfig, epoch: int, epochs: int) -> float:
+    """Learning rate of an epoch (0-based) out of ``epochs``: step decay or poly."""
     if train.schedule == "poly":
-        return train.learning_rate * (1 - epoch / train.epochs) ** 0.9
+        return train.learning_rate * (1 - epoch / epochs) ** 0.9
     return train.learning_rate * train.lr_gamma ** (epoch // train.lr_step_epochs)
 
 
@@ -135,15 +135,16 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
     validation = val_samples or train_samples
-    for epoch in range(state["epoch"], train.epochs):
+    epochs = stage.epochs or train.epochs
+    for epoch in range(state["epoch"], epochs):
         start = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(train, epoch)
-        desc = f"{stage.name} {epoch + 1}/{train.epochs}"
+            group["lr"] = learning_rate(train, epoch, epochs)
+        desc = f"{stage.name} {epoch + 1}/{epochs}"
         loss = _epoch(net, optimizer, train_samples, recipe, [train.seed, stage_index, epoch], options, desc)
         dice = validation_dice(net, validation, len(stage.labels) + 1, options.device)
         score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
-        row = {"epoch": epoch + 1, "lr": learning_rate(train, epoch), "train_loss": loss, "val_dice_mean": score}
+        row = {"epoch": epoch + 1, "lr": learning_rate(train, epoch, epochs), "train_loss": loss, "val_dice_mean": score}
         row.update({f"val_dice_{label_name(i)}": float(d) for i, d in zip(stage.labels, dice[1:])})
         row["seconds"] = time.perf_counter() - start
         state["history"].append(row)
@@ -155,6 +156,6 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
         if options.progress:
             from tqdm import tqdm
 
-            tqdm.write(f"{stage.name} epoch {epoch + 1}/{train.epochs}: loss {loss:.3f}, "
+            tqdm.write(f"{stage.name} epoch {epoch + 1}/{epochs}: loss {loss:.3f}, "
                        f"validation mean DSC {score:.3f}, {row['seconds']:.0f} s")
     return state["best_net"]
