@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flareseg.inference.model import _torch_runner, onnx_path, read_recipe, weights_path
+from flareseg.inference.model import torch_runner, onnx_path, read_recipe, weights_path
 
 
 def export_onnx(model_dir: str | Path, opset: int = 17, atol: float = 1e-3) -> list[Path]:
@@ -39,7 +39,7 @@ def export_onnx(model_dir: str | Path, opset: int = 17, atol: float = 1e-3) -> l
             torch.onnx.export(net, (example,), str(tmp), dynamo=False, opset_version=opset,
                               input_names=["image"], output_names=["logits"])
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        expected = _torch_runner(model_dir, recipe, stage, "cpu", None)(example.numpy())
+        expected = torch_runner(model_dir, recipe, stage, "cpu", None)(example.numpy())
         got = session.run(None, {"image": example.numpy()})[0]
         difference = float(np.abs(expected - got).max())
         if difference > atol:

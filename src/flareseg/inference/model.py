@@ -91,13 +91,14 @@ def load_model(model_dir: str | Path, backend: str = "auto", device: str = "cpu"
         has_onnx = all(onnx_path(model_dir, name).is_file() for name in names)
         backend = "onnx" if has_onnx and device == "cpu" else "torch"
     if backend == "onnx":
-        runners = {name: _onnx_runner(onnx_path(model_dir, name), threads) for name in names}
+        runners = {name: onnx_runner(onnx_path(model_dir, name), threads) for name in names}
     else:
-        runners = {stage.name: _torch_runner(model_dir, recipe, stage, device, threads) for stage in recipe.stages}
+        runners = {stage.name: torch_runner(model_dir, recipe, stage, device, threads) for stage in recipe.stages}
     return LoadedModel(model_dir, recipe, runners, backend)
 
 
-def _onnx_runner(path: Path, threads: int | None) -> Runner:
+def onnx_runner(path: Path, threads: int | None) -> Runner:
+    """A stage's network from its ONNX file, on onnxruntime's CPU provider."""
     import onnxruntime as ort
 
     if not path.is_file():
@@ -111,7 +112,8 @@ def _onnx_runner(path: Path, threads: int | None) -> Runner:
     return lambda x: session.run(None, {input_name: x})[0]
 
 
-def _torch_runner(model_dir: Path, recipe: Recipe, stage, device: str, threads: int | None) -> Runner:
+def torch_runner(model_dir: Path, recipe: Recipe, stage, device: str, threads: int | None) -> Runner:
+    """A stage's network built from the registry with its ``<stage>.pt`` weights, in PyTorch."""
     import torch
 
     from flareseg.models.registry import build_network
