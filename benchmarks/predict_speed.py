@@ -27,7 +27,8 @@ from flareseg.evaluation.efficiency import measure_command
 from flareseg.inference.model import onnx_path, read_recipe
 
 HERE = Path(__file__).resolve().parent
-FLOOR = ("import sys, SimpleITK as s; i = s.ReadImage(sys.argv[1]); "
+FLOOR = ("import os, sys, SimpleITK as s; p = sys.argv[1]; "
+         "i = s.ReadImage(s.ImageSeriesReader.GetGDCMSeriesFileNames(p) if os.path.isdir(p) else p); "
          "m = s.Cast(i * 0, s.sitkUInt8); s.WriteImage(m, sys.argv[2], True)")
 
 
@@ -63,7 +64,7 @@ def commands(model_dir: Path, ct: Path, out: Path) -> dict[str, list[str]]:
     flareseg = [sys.executable, "-m", "flareseg.cli.main", "predict", "-i", str(ct), "-m", str(model_dir)]
     stage = read_recipe(model_dir).stages[1].name
     runs = {
-        "floor (read + write)": [sys.executable, "-c", FLOOR, str(ct if ct.is_file() else next(ct.iterdir())),
+        "floor (read + write)": [sys.executable, "-c", FLOOR, str(ct),
                                  str(out / "floor.nii.gz")],
         "sliding window (MONAI)": [sys.executable, str(HERE / "sliding_window_baseline.py"), str(model_dir), stage,
                                    f"{fine_spacing_mm(model_dir, ct):.3f}", str(ct), str(out / "sw.nii.gz")],

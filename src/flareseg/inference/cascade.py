@@ -54,7 +54,8 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
     leftover = [label for label in first.labels if label not in refined]
     if leftover:  # classes no fine stage refines come straight from the coarse stage
         full = resize(coarse, hu.shape, order=0)
-        out[np.isin(full, leftover)] = full[np.isin(full, leftover)]
+        selected = np.isin(full, leftover)
+        out[selected] = full[selected]
     for stage in fine_stages:
         for subset, box in crop_boxes(coarse, stage, hu.shape, spacing_zyx_mm):
             logits = model.runners[stage.name](network_input(crop(hu, box), stage.size_zyx, window))
