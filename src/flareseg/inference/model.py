@@ -104,6 +104,7 @@ def onnx_runner(path: Path, threads: int | None) -> Runner:
     if not path.is_file():
         raise InputError(f"{path}: missing; run `flareseg export-onnx {path.parent}` first")
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False  # return activation memory between stages
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
