@@ -34,7 +34,8 @@ def test_default_model_is_small_complete_and_documented():
     meta = json.loads((model_dir / "model.json").read_text())
     assert {"model.json", "recipe.yaml", "MODEL_CARD.md"} <= files
     assert all(f"{stage}.pt" in files and f"{stage}.onnx" in files for stage in meta["stages"])
-    assert sum(p.stat().st_size for p in model_dir.iterdir()) < 20 * 2 ** 20
+    assert sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file()) < 20 * 2 ** 20
+    assert (model_dir / "training" / "coarse" / "log.csv").is_file()  # the training log travels with it
     assert [int(i) for i in meta["classes"]] == list(ORGAN_IDS)
     assert load_model(model_dir).backend == "onnx"
 

@@ -80,6 +80,6 @@ def test_default_model_settings_file_is_a_valid_recipe():
 
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "scripts" / "default_model.yaml")
     assert recipe.stages == tuple(
-        dataclasses.replace(stage, epochs=24 if stage.name == "coarse" else None)
+        dataclasses.replace(stage, epochs=48 if stage.name == "coarse" else None)
         for stage in load_recipe("coarse_to_fine").stages
     )

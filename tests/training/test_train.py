@@ -44,16 +44,17 @@ def test_training_lowers_the_loss_and_the_model_predicts_a_real_scan(real_datase
 
 
 def test_partial_case_only_trains_the_stages_of_its_classes(real_dataset, tiny_recipe_file, tmp_path):
-    from flareseg.training.samples import load_stage_samples
+    from flareseg.training.samples import cache_samples, load_samples
 
     recipe = load_recipe(tiny_recipe_file())
     cases = split_cases(list_cases(load_spec(real_dataset)), 0.0, 0).train
-    coarse = load_stage_samples(cases, recipe.stages[0], recipe, tmp_path / "cache", progress=False)
+    folders = cache_samples(cases, recipe, tmp_path / "cache", progress=False)
+    coarse = load_samples(cases, folders["coarse"])
     aorta = [s for s in coarse if s.case_id == "ts_aorta"]
     assert len(aorta) == 1
     assert aorta[0].annotated.tolist() == [True] + [i == 5 for i in range(1, 14)]
     assert set(np.unique(aorta[0].label)) == {0, 5}  # channel of the aorta (id 5) is 5 in the coarse stage
-    large = load_stage_samples(cases, recipe.stages[1], recipe, tmp_path / "cache", progress=False)
+    large = load_samples(cases, folders["abdominal_large"])
     assert {s.case_id for s in large} == {"ts_full", "ts_dicom"}
 
 
@@ -108,3 +109,16 @@ def test_resume_after_a_killed_run_matches_an_uninterrupted_run(real_dataset, ti
         assert torch.allclose(a["exp_avg_sq"], b["exp_avg_sq"], atol=1e-8)
     for stage in ("coarse", "abdominal_large", "small"):
         assert weights_path(killed, stage).is_file()
+
+
+def test_a_stage_without_annotated_cases_is_a_clear_error(real_dataset, tiny_recipe_file, tmp_path):
+    from flareseg.errors import InputError
+
+    spec_path = real_dataset / "dataset.json"
+    spec = json.loads(spec_path.read_text())
+    spec["annotated_classes"] = {"ts_full": [5], "ts_dicom": [5]}  # nothing but the aorta anywhere
+    spec_path.write_text(json.dumps(spec))
+    recipe = load_recipe(tiny_recipe_file(epochs=1, iterations_per_epoch=1))
+    with pytest.raises(InputError, match="'abdominal_large': no training case annotates"):
+        train_model(real_dataset, recipe, tmp_path / "model", RunOptions(progress=False))
+    assert not (tmp_path / "model" / "model.json").exists()

@@ -31,22 +31,16 @@ def add_parsers(subparsers) -> None:
     export.set_defaults(run=run_export)
 
 
-def _is_folder_of_scans(path: Path) -> bool:
-    from flareseg.io import has_image_suffix
-
-    return path.is_dir() and any((p.is_file() and has_image_suffix(p)) or p.is_dir() for p in path.iterdir())
-
-
 def run_predict(args: argparse.Namespace) -> int:
     import time
 
     from flareseg.errors import InputError
-    from flareseg.inference.predict import PredictOptions, predict, predict_folder
+    from flareseg.inference.predict import PredictOptions, folder_inputs, predict, predict_folder
 
     options = PredictOptions(args.model, args.backend, args.device, args.threads, not args.no_postprocess)
     if not args.input.exists():
         raise InputError(f"{args.input}: no such file or folder")
-    if _is_folder_of_scans(args.input):
+    if args.input.is_dir() and folder_inputs(args.input):  # else: a DICOM series folder
         report = predict_folder(args.input, args.output, options)
         for name, error in report.failed.items():
             print(f"failed: {name}: {error}")

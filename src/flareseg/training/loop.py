@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flareseg.errors import InputError
 from flareseg.labels import label_name
 from flareseg.models.registry import build_network
 from flareseg.recipes import Recipe, StageConfig, TrainConfig
@@ -121,7 +122,7 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
                 val_samples: list[Sample], folder: Path, options: RunOptions) -> dict:
     """Train one stage; returns the best weights (a state dict). Checkpoints to ``folder`` every epoch."""
     if not train_samples:
-        raise ValueError(f"stage {stage.name!r}: no training case annotates any of its classes")
+        raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
     folder.mkdir(parents=True, exist_ok=True)
     if options.threads:
         torch.set_num_threads(options.threads)

@@ -89,24 +89,34 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
     return samples
 
 
-def load_stage_samples(cases: list[Case], stage: StageConfig, recipe: Recipe, cache_dir: Path,
-                       crops_per_case: int = 4, progress: bool = True) -> list[Sample]:
-    """Samples of every labelled case for a stage, from ``cache_dir`` or built and cached there."""
+def cache_samples(cases: list[Case], recipe: Recipe, cache_dir: Path, crops_per_case: int = 4,
+                  progress: bool = True) -> dict[str, Path]:
+    """Build the missing ``.npz`` samples of every stage, reading each case once for all stages.
+
+    Returns:
+        The cache folder of each stage (named by stage and :func:`stage_key`).
+    """
     from tqdm import tqdm
 
-    folder = Path(cache_dir) / f"{stage.name}-{stage_key(recipe, stage, crops_per_case)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    samples = []
-    for index, case in enumerate(tqdm(cases, desc=f"cache {stage.name}", unit="case", leave=False,
-                                         disable=not progress)):
-        path = folder / f"{case.case_id}.npz"
-        if not path.is_file():
-            hu, label, spacing = read_case(case)
+    folders = {stage.name: Path(cache_dir) / f"{stage.name}-{stage_key(recipe, stage, crops_per_case)}"
+               for stage in recipe.stages}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    for index, case in enumerate(tqdm(cases, desc="preprocess", unit="case", leave=False, disable=not progress)):
+        missing = [stage for stage in recipe.stages if not (folders[stage.name] / f"{case.case_id}.npz").is_file()]
+        if not missing:
+            continue
+        hu, label, spacing = read_case(case)
+        for stage in missing:
             rng = np.random.default_rng([recipe.train.seed, index])
             built = case_samples(hu, label, spacing, case, stage, recipe, rng, crops_per_case)
-            _save(path, built)
-        samples.extend(_load(path, case.case_id))
-    return samples
+            _save(folders[stage.name] / f"{case.case_id}.npz", built)
+    return folders
+
+
+def load_samples(cases: list[Case], folder: Path) -> list[Sample]:
+    """The cached samples of ``cases`` in one stage's cache folder."""
+    return [sample for case in cases for sample in _load(Path(folder) / f"{case.case_id}.npz", case.case_id)]
 
 
 def _save(path: Path, samples: list[Sample]) -> None:

@@ -20,7 +20,7 @@ from flareseg.inference.model import FORMAT_VERSION, MODEL_JSON, RECIPE_YAML, we
 from flareseg.labels import label_name
 from flareseg.recipes import Recipe, recipe_from_dict, recipe_to_dict
 from flareseg.training.loop import RunOptions, train_stage
-from flareseg.training.samples import load_stage_samples
+from flareseg.training.samples import cache_samples, load_samples
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,12 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
         raise InputError(f"{dataset_dir}: no labelled case to train on")
     prepare_output(out_dir, recipe, options.resume)
     cache = Path(cache_dir) if cache_dir else out_dir / "training" / "cache"
+    folders = cache_samples(split.train + split.val, recipe, cache, progress=options.progress)
     for index, stage in enumerate(recipe.stages):
         if options.resume and weights_path(out_dir, stage.name).is_file():
             continue
         start = time.perf_counter()
-        samples = load_stage_samples(split.train + split.val, stage, recipe, cache, progress=options.progress)
+        samples = load_samples(split.train + split.val, folders[stage.name])
         val_ids = {case.case_id for case in split.val}
         train_samples = [s for s in samples if s.case_id not in val_ids]
         val_samples = [s for s in samples if s.case_id in val_ids]
