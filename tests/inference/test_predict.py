@@ -103,6 +103,19 @@ def test_bad_input_and_model_give_one_line_errors_and_no_file(tiny_model, tmp_pa
     assert not out.exists()
 
 
+def test_an_unwritable_output_type_fails_before_any_work(tmp_path, data_dir):
+    calls = []
+
+    class Spy:  # a model whose use would be recorded
+        def __getattr__(self, name):
+            calls.append(name)
+            raise AssertionError("the model was used")
+
+    with pytest.raises(InputError, match="cannot write this file type"):
+        predict(data_dir / "ts_example" / "example_ct.nii.gz", tmp_path / "mask.png", model=Spy())
+    assert calls == [] and not list(tmp_path.iterdir())
+
+
 def test_output_names_follow_nnunet_conventions():
     assert output_name(Path("case_0000.nii.gz")) == "case.nii.gz"
     assert output_name(Path("case.nrrd")) == "case.nii.gz"

@@ -11,6 +11,7 @@ from flareseg.errors import FlaresegError, InputError
 from flareseg.inference.cascade import segment_canonical
 from flareseg.inference.model import LoadedModel, load_model
 from flareseg.io import Volume, has_image_suffix, read_ct, strip_image_suffix, write_labelmap
+from flareseg.io.write import write_suffix
 from flareseg.preprocessing.orientation import to_canonical
 
 CHANNEL_SUFFIX = "_0000"
@@ -62,6 +63,8 @@ def predict(input: str | os.PathLike, output: str | os.PathLike | None = None,
     Returns:
         The label map, on the input's grid.
     """
+    if output is not None:
+        write_suffix(Path(output))  # a bad file type fails before the work, not after
     model = model or open_model(options)
     mask = segment(read_ct(input), model, options.postprocess)
     if output is not None:

@@ -29,7 +29,7 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
         InputError: ``path`` has no supported ending, or it or its folder cannot be written.
     """
     path = Path(path)
-    suffix = _write_suffix(path)
+    suffix = write_suffix(path)
     image = sitk.GetImageFromArray(volume.array)
     geometry = volume.geometry
     image.SetSpacing(geometry.spacing_xyz_mm)
@@ -66,7 +66,8 @@ def write_labelmap(labels: np.ndarray, geometry: Geometry, path: str | os.PathLi
     return write_volume(Volume(np.ascontiguousarray(labels, dtype=np.uint8), geometry), path)
 
 
-def _write_suffix(path: Path) -> str:
+def write_suffix(path: Path) -> str:
+    """The file ending ``path`` is written as; raises InputError for a type that cannot be written."""
     name = path.name.lower()
     for suffix in WRITE_SUFFIXES:
         if name.endswith(suffix) and len(name) > len(suffix):
