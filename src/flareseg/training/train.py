@@ -77,6 +77,9 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
     split = split_cases(list_cases(spec), recipe.train.val_fraction, recipe.train.seed)
     if not split.train:
         raise InputError(f"{dataset_dir}: no labelled case to train on")
+    for stage in recipe.stages:  # fail before writing anything
+        if not any(set(stage.labels) & set(case.annotated) for case in split.train):
+            raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
     prepare_output(out_dir, recipe, options.resume)
     cache = Path(cache_dir) if cache_dir else out_dir / "training" / "cache"
     folders = cache_samples(split.train + split.val, recipe, cache, progress=options.progress)
