@@ -116,7 +116,7 @@ def test_a_stage_without_annotated_cases_is_a_clear_error(real_dataset, tiny_rec
 
     spec_path = real_dataset / "dataset.json"
     spec = json.loads(spec_path.read_text())
-    spec["annotated_classes"] = {"ts_full": [5], "ts_dicom": [5]}  # nothing but the aorta anywhere
+    spec["annotated_classes"] = {"ts_full": [5], "ts_dicom": [5], "ts_aorta": [5]}  # only aortas anywhere
     spec_path.write_text(json.dumps(spec))
     recipe = load_recipe(tiny_recipe_file(epochs=1, iterations_per_epoch=1))
     with pytest.raises(InputError, match="'abdominal_large': no training case annotates"):
