@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def add_parsers(subparsers) -> None:
+    from flareseg.inference.model import BACKENDS
+
     predict = subparsers.add_parser(
         "predict", help="segment a CT (file or DICOM folder) or a folder of CTs",
         description="Segment the 13 FLARE organs. -i FILE|DICOM_DIR -o MASK writes one mask on the "
@@ -17,7 +19,7 @@ def add_parsers(subparsers) -> None:
     predict.add_argument("-o", "--output", required=True, type=Path, help="mask file (.nii.gz, .nii, .nrrd, .mha) or folder")
     predict.add_argument("-m", "--model", type=Path, help="model directory (default: the bundled model)")
     predict.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    predict.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"),
+    predict.add_argument("--backend", default="auto", choices=BACKENDS,
                          help="network runtime; auto: onnxruntime when the model has ONNX files and the device is cpu")
     predict.add_argument("--threads", type=int, help="CPU threads for the network")
     predict.add_argument("--no-postprocess", action="store_true", help="keep every connected component")
