@@ -7,14 +7,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flareseg.datasets.layout import CHANNEL_SUFFIX
 from flareseg.errors import FlaresegError, InputError
 from flareseg.inference.cascade import segment_canonical
 from flareseg.inference.model import LoadedModel, load_model
 from flareseg.io import Volume, has_image_suffix, read_ct, strip_image_suffix, write_labelmap
 from flareseg.io.write import write_suffix
 from flareseg.preprocessing.orientation import to_canonical
-
-CHANNEL_SUFFIX = "_0000"
 
 
 @dataclass(frozen=True)
