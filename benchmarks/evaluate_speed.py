@@ -20,11 +20,10 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "evaluation"))
-from reference import flare_reference  # noqa: E402
+from reference import official_case  # noqa: E402
 
-from flareseg import labels  # noqa: E402
 from flareseg.evaluation.evaluate import score_case  # noqa: E402
-from flareseg.evaluation.rules import ScoringRules  # noqa: E402
+from flareseg.evaluation.rules import rules_for  # noqa: E402
 from flareseg.io import Geometry, Volume  # noqa: E402
 
 SHAPE_XYZ = (512, 512, 129)
@@ -46,7 +45,7 @@ def main() -> None:
     ts = data / "ts_example"
     gt = upsampled(ts / "flare_labels_fullct_from_v1normal.nii.gz")
     pred = upsampled(ts / "flare_labels_fullct_from_v2fast.nii.gz")
-    rules = ScoringRules()
+    rules = rules_for("flare22")
     print(f"case: {'x'.join(map(str, SHAPE_XYZ))} voxels, spacing {tuple(round(s, 3) for s in gt.geometry.spacing_xyz_mm)} mm,"
           f" {len(rules.class_ids)} classes, {os.cpu_count()} cores")
     score_case(gt, pred, "warm-up", rules, threads=1)  # imports and lookup tables
@@ -59,10 +58,7 @@ def main() -> None:
 
     start = time.perf_counter()
     gt_xyz, pred_xyz = gt.array.T, pred.array.T
-    reference = {
-        i: flare_reference(gt_xyz, pred_xyz, gt.geometry.spacing_xyz_mm, i, labels.BY_ID[i].nsd_tolerance_mm)
-        for i in rules.class_ids
-    }
+    reference = official_case(gt_xyz, pred_xyz, gt.geometry.spacing_xyz_mm, rules.name)
     baseline = time.perf_counter() - start
     worst = max(max(abs(s.dsc - reference[s.class_id][0]), abs(s.nsd - reference[s.class_id][1])) for s in ours)
 

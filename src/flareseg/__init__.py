@@ -1,4 +1,4 @@
-"""flareseg: fast, low-resource segmentation of abdominal CT (FLARE organs and lesions)."""
+"""flareseg: fast, low-resource segmentation of the 13 FLARE abdominal organs in CT."""
 
 from importlib.metadata import PackageNotFoundError, version
 

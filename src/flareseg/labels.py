@@ -75,3 +75,45 @@ def label_name(label_id: int) -> str:
 def nnunet_labels() -> dict[str, int]:
     """The ``labels`` entry of an nnU-Net ``dataset.json`` for the full FLARE map."""
     return {"background": BACKGROUND, **{label.name: label.id for label in LABELS}}
+
+
+#: Other spellings of each class name, as found in public datasets' ``dataset.json`` files
+#: (AMOS, BTCV, WORD, TotalSegmentator, MSD, FLARE). Compared after :func:`normalise_name`,
+#: so case and the choice of space, hyphen or underscore do not matter.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "liver": (),
+    "right_kidney": ("kidney_right", "kidney_r", "r_kidney", "rk"),
+    "spleen": (),
+    "pancreas": (),
+    "aorta": (),
+    "inferior_vena_cava": ("ivc", "postcava", "vena_cava_inferior", "inf_vena_cava"),
+    "right_adrenal_gland": ("adrenal_gland_right", "right_adrenal", "adrenal_right", "r_adrenal_gland", "rag"),
+    "left_adrenal_gland": ("adrenal_gland_left", "left_adrenal", "adrenal_left", "l_adrenal_gland", "lag"),
+    "gallbladder": ("gall_bladder",),
+    "esophagus": ("oesophagus",),
+    "stomach": (),
+    "duodenum": (),
+    "left_kidney": ("kidney_left", "kidney_l", "l_kidney", "lk"),
+    "lesion": ("tumour", "tumor", "lesions", "tumours", "tumors", "cancer"),
+}
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case ``name`` with each run of spaces, hyphens and underscores made one underscore."""
+    return "_".join(name.lower().replace("-", " ").replace("_", " ").split())
+
+
+def _names_to_labels() -> dict[str, Label]:
+    table = {}
+    for canonical, aliases in ALIASES.items():
+        for spelling in (canonical, *aliases):
+            table[normalise_name(spelling)] = BY_NAME[canonical]
+    return table
+
+
+_BY_SPELLING: dict[str, Label] = _names_to_labels()
+
+
+def class_for_name(name: str) -> Label | None:
+    """The FLARE class a label name means (its name or an alias in :data:`ALIASES`), or None."""
+    return _BY_SPELLING.get(normalise_name(name))

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 
+from flareseg import labels
+
 FLARESEG = [sys.executable, "-m", "flareseg.cli.main"]
 
 
@@ -32,14 +34,47 @@ def test_evaluate_folders_writes_csv_json_and_table(tmp_path, data_dir):
     result = run("evaluate", "--pred", pred, "--gt", gt, "--out", tmp_path / "scores", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "organ mean" in result.stdout and "pancreas" in result.stdout
+    # Every report names the rule set and the official script's revision (FLARE22 @ aad2cc2 by default).
+    assert "rules flare22: JunMa11/FLARE FLARE22/Evaluation/FLARE22_DSC_NSD_Eval.py @ aad2cc2" in result.stdout
     rows = list(csv.DictReader(open(tmp_path / "scores" / "scores.csv")))
-    assert len(rows) == 2 * 14
+    assert len(rows) == 2 * 13  # the 13 organs of FLARE22
+    assert {(r["rules"], r["script_revision"]) for r in rows} == {
+        ("flare22", "FLARE22/Evaluation/FLARE22_DSC_NSD_Eval.py@aad2cc2")}
     case2 = [r for r in rows if r["case"] == "case2"]
     assert all(float(r["dsc"]) == 1.0 and float(r["nsd"]) == 1.0 for r in case2)
     summary = json.loads((tmp_path / "scores" / "summary.json").read_text())
     assert summary["cases"] == 2
     assert 0.9 < summary["organ_mean"]["dsc"] < 1.0
     assert summary["classes"]["liver"]["dsc"]["n"] == 2
+    assert summary["rules"] == {"name": "flare22", "repository": "JunMa11/FLARE", "revision": "aad2cc2",
+                                "script": "FLARE22/Evaluation/FLARE22_DSC_NSD_Eval.py", "date": "2024-03-29"}
+
+
+def test_evaluate_does_not_import_torch_or_monai(tmp_path, data_dir):
+    gt, pred = _folders(tmp_path, data_dir)
+    code = ("import sys; from flareseg.cli.main import main; "
+            f"main(['evaluate', '--pred', {str(pred)!r}, '--gt', {str(gt)!r}, '--quiet']); "
+            "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_flare23_scores_the_lesion_outside_the_organ_mean(tmp_path, data_dir):
+    gt, pred = _folders(tmp_path, data_dir)
+    result = run("evaluate", "--pred", pred, "--gt", gt, "--rules", "flare23", "--out", tmp_path / "s", "--quiet")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["rules"]["revision"] == "aad2cc2" and "lesion" in summary["classes"]
+    organs = [v["dsc"]["mean"] for k, v in summary["classes"].items() if k != "lesion"]
+    assert len(organs) == 13 and abs(summary["organ_mean"]["dsc"] - sum(organs) / 13) < 1e-12
+
+
+def test_lesion_class_with_organ_rules_is_a_one_line_error(tmp_path, data_dir):
+    gt, pred = _folders(tmp_path, data_dir)
+    result = run("evaluate", "--pred", pred, "--gt", gt, "--lesion-class", "14", "--quiet")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "flareseg: error: a lesion class applies to flare24-lesion only, not to flare22"
 
 
 def test_evaluate_with_partial_labels_and_markdown(tmp_path, data_dir):
@@ -48,7 +83,7 @@ def test_evaluate_with_partial_labels_and_markdown(tmp_path, data_dir):
     dataset.mkdir()
     (dataset / "dataset.json").write_text(json.dumps({
         "channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTraining": 2,
-        "labels": {"background": 0, **{f"c{i}": i for i in range(1, 15)}},
+        "labels": labels.nnunet_labels(),
         "annotated_classes": {"case1": [1, 3]},
     }))
     result = run("evaluate", "--pred", pred, "--gt", gt, "--dataset", dataset, "--format", "markdown", "--quiet")

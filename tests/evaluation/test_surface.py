@@ -37,10 +37,18 @@ def test_one_voxel_shift_below_and_above_the_spacing(spacing):
         )
 
 
-def test_surface_area_of_a_box_matches_reference_table():
-    spacing = (1.5, 0.8, 0.8)
+@pytest.mark.parametrize("spacing", [(1.5, 0.8, 0.8), (1.0, 1.0, 1.0), (0.7, 2.5, 5.0)])
+def test_surface_area_table_matches_deepmind(spacing):
     reference = sd.lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
     np.testing.assert_allclose(surfel_area_table(spacing), reference, rtol=0, atol=1e-12)
+
+
+def test_stored_normals_equal_monai_s_table():
+    from monai.metrics.utils import _get_neighbour_code_to_normals_table
+
+    from flareseg.evaluation.surface import _normals_table
+
+    np.testing.assert_array_equal(_normals_table(), np.asarray(_get_neighbour_code_to_normals_table(), np.float64))
 
 
 def test_empty_masks():

@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from flareseg.cli.main import main
 from flareseg.errors import InputError
 from flareseg.inference.model import load_model, onnx_path
 from flareseg.inference.predict import PredictOptions, output_name, predict, predict_folder
 from flareseg.io import read_volume
-from flareseg.recipes import load_recipe
-from flareseg.training.loop import RunOptions
-from flareseg.training.train import train_model
-
-TESTS = Path(__file__).resolve().parents[1]
-
-
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, data_dir):
-    """A 3-stage model trained for a few iterations on the real scans, exported to ONNX."""
-    from flareseg.inference.export import export_onnx
-
-    root = tmp_path_factory.mktemp("tiny")
-    build = _load(TESTS.parent / "scripts" / "make_default_dataset.py", "make_default_dataset").build
-    dataset = build(data_dir, root / "dataset")
-    recipe_dict = _load(TESTS / "training" / "conftest.py", "training_conftest").tiny_recipe_dict(epochs=1)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(recipe_dict))
-    model_dir = train_model(dataset, load_recipe(root / "tiny.yaml"), root / "model", RunOptions(progress=False))
-    export_onnx(model_dir)
-    return model_dir
 
 
 def test_onnx_and_torch_backends_give_the_same_mask(tiny_model, data_dir):

@@ -34,6 +34,17 @@ def test_overrides_are_applied_and_validated(tmp_path):
         load_recipe("coarse_to_fine", {"schedule": "cosine"})
 
 
+def test_an_epochs_override_replaces_the_epochs_of_every_stage():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "default_model.yaml"  # coarse: 48, others: train's 12
+    assert [s.epochs for s in load_recipe(path).stages] == [48, None, None, None, None]
+    recipe = load_recipe(path, {"epochs": 5})
+    assert recipe.train.epochs == 5 and all(stage.epochs is None for stage in recipe.stages)
+    assert recipe_from_dict(yaml.safe_load(yaml.safe_dump(recipe_to_dict(recipe)))) == recipe
+    assert [s.epochs for s in load_recipe(path, {"iterations_per_epoch": 5}).stages] == [48, None, None, None, None]
+
+
 def _modified(**changes):
     data = recipe_to_dict(load_recipe("coarse_to_fine"))
     for path, value in changes.items():

@@ -13,8 +13,11 @@ from flareseg.recipes import load_recipe, recipe_to_dict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def tiny_recipe_dict(**train) -> dict:
-    """The coarse-to-fine recipe shrunk to run in seconds: 32^3 / 16^3, width 4, no augmentation."""
+def tiny_recipe_dict(stage_epochs: dict[str, int] | None = None, **train) -> dict:
+    """The coarse-to-fine recipe shrunk to run in seconds: 32^3 / 16^3, width 4, no augmentation.
+
+    ``stage_epochs`` sets the ``epochs`` of stages by name; ``train`` overrides train settings.
+    """
     data = recipe_to_dict(load_recipe("coarse_to_fine"))
     data["network"]["kwargs"].update(base_channels=4, max_channels=8, levels=3)
     data["stages"] = [
@@ -25,14 +28,17 @@ def tiny_recipe_dict(**train) -> dict:
     data["train"].update(epochs=2, iterations_per_epoch=4, batch_size=2, learning_rate=0.01, val_fraction=0.0,
                          augment={"affine": 0.0, "elastic": 0.0, "intensity": 0.0, "contrast": 0.0, "noise": 0.0})
     data["train"].update(train)
+    for stage in data["stages"]:
+        if stage["name"] in (stage_epochs or {}):
+            stage["epochs"] = stage_epochs[stage["name"]]
     return data
 
 
 @pytest.fixture
 def tiny_recipe_file(tmp_path):
-    def write(**train):
+    def write(stage_epochs=None, **train):
         path = tmp_path / "tiny.yaml"
-        path.write_text(yaml.safe_dump(tiny_recipe_dict(**train)))
+        path.write_text(yaml.safe_dump(tiny_recipe_dict(stage_epochs, **train)))
         return path
     return write
 

@@ -122,3 +122,25 @@ def test_a_stage_without_annotated_cases_is_a_clear_error(real_dataset, tiny_rec
     with pytest.raises(InputError, match="'abdominal_large': no training case annotates"):
         train_model(real_dataset, recipe, tmp_path / "model", RunOptions(progress=False))
     assert not (tmp_path / "model").exists()  # checked before anything is written
+
+
+def test_epochs_on_the_command_line_sets_every_stage_and_is_saved(real_dataset, tiny_recipe_file, tmp_path):
+    import yaml
+
+    from flareseg.cli.main import main
+
+    recipe_path = tiny_recipe_file(stage_epochs={"coarse": 3, "small": 2}, epochs=2, iterations_per_epoch=1)
+    out = tmp_path / "model"
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", "--dataset", str(real_dataset), "--recipe", str(recipe_path), "--out", str(out),
+                     "--device", "cpu", "--threads", "1", "--epochs", "1", "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+    saved = load_recipe(out / "recipe.yaml")
+    assert saved.train.epochs == 1 and [stage.epochs for stage in saved.stages] == [None, None, None]
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["train"]["epochs"] == 1
+    for stage in ("coarse", "abdominal_large", "small"):
+        log = json.loads((out / "training" / stage / "log.json").read_text())
+        assert [row["epoch"] for row in log] == [1], stage

@@ -14,7 +14,8 @@ def add_parsers(subparsers) -> None:
     check = actions.add_parser(
         "check", help="verify images, labels, grids and label values of a dataset folder",
         description="Check a dataset folder (dataset.json, imagesTr/, labelsTr/): readable 3D images, labels on "
-        "their image's grid, label values declared in dataset.json, no missing labels. Prints a per-class "
+        "their image's grid, label values declared in dataset.json, no missing labels. Label values are read "
+        "by their names in dataset.json; prints the mapping to flareseg classes it used and a per-class "
         "summary; exits 1 when it finds errors.",
     )
     check.add_argument("dataset", type=Path, help="dataset folder")
@@ -31,6 +32,7 @@ def run_check(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             "dataset": str(report.spec.root),
+            "label_mapping": [asdict(entry) for entry in report.spec.mapping.entries],
             "cases": report.kinds,
             "class_voxels": report.class_voxels,
             "class_cases": report.class_cases,

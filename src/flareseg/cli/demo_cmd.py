@@ -33,11 +33,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from flareseg.evaluation.evaluate import score_case
     from flareseg.evaluation.report import format_table, summarise
-    from flareseg.evaluation.rules import ScoringRules
+    from flareseg.evaluation.rules import DEFAULT_RULES, rules_for
     from flareseg.io import read_volume
 
-    scores = score_case(read_volume(sample_labels_path()), mask, "sample", ScoringRules(), threads=2)
+    rules = rules_for(DEFAULT_RULES)
+    scores = score_case(read_volume(sample_labels_path()), mask, "sample", rules, threads=2)
     print("DSC/NSD against the bundled reference labels (TotalSegmentator output; this scan was in the")
     print("default model's training data, so this shows the pipeline works, not accuracy on new scans):")
-    print(format_table(summarise(scores)))
+    print(format_table(summarise(scores, rules)))
     return 0

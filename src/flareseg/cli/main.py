@@ -23,7 +23,8 @@ COMMAND_MODULES = (image_cmd, dataset_cmd, train_cmd, predict_cmd, evaluate_cmd,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flareseg",
-        description="Fast, low-resource segmentation of abdominal CT (13 FLARE organs and lesions).",
+        description="Fast, low-resource segmentation of the 13 FLARE abdominal organs in CT "
+        "(the bundled model segments no lesions; the FLARE lesion class 14 is supported in training and evaluation).",
     )
     parser.add_argument("--version", action="version", version=f"flareseg {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flareseg.inference.predict import PredictOptions
 
 
 def add_parsers(subparsers) -> None:
@@ -20,28 +27,38 @@ def add_parsers(subparsers) -> None:
     predict.add_argument("-m", "--model", type=Path, help="model directory (default: the bundled model)")
     predict.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     predict.add_argument("--backend", default="auto", choices=BACKENDS,
-                         help="network runtime; auto: onnxruntime when the model has ONNX files and the device is cpu")
+                         help="network runtime; auto (default): onnxruntime when the device is cpu and the "
+                         "model's ONNX files match its weights, else PyTorch; onnx refuses ONNX files that do not")
     predict.add_argument("--threads", type=int, help="CPU threads for the network")
     predict.add_argument("--no-postprocess", action="store_true", help="keep every connected component")
     predict.set_defaults(run=run_predict)
 
     export = subparsers.add_parser(
         "export-onnx", help="export a model's networks to ONNX for fast CPU prediction",
-        description="Write <stage>.onnx beside each <stage>.pt in MODEL_DIR, checked against PyTorch.",
+        description="Write <stage>.onnx beside each <stage>.pt in MODEL_DIR, checked against PyTorch on "
+        "random input and on the bundled sample CT, and record in onnx.json the sha256 of the weights each "
+        "came from: predict refuses ONNX files whose weights changed since (run this again after retraining).",
     )
     export.add_argument("model_dir", type=Path)
     export.set_defaults(run=run_export)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    import time
-
     from flareseg.errors import InputError
-    from flareseg.inference.predict import PredictOptions, folder_inputs, predict, predict_folder
+    from flareseg.inference.predict import PredictOptions
 
     options = PredictOptions(args.model, args.backend, args.device, args.threads, not args.no_postprocess)
     if not args.input.exists():
         raise InputError(f"{args.input}: no such file or folder")
+    with one_line_warnings():
+        return _predict(args, options)
+
+
+def _predict(args: argparse.Namespace, options: PredictOptions) -> int:
+    import time
+
+    from flareseg.inference.predict import folder_inputs, predict, predict_folder
+
     if args.input.is_dir() and folder_inputs(args.input):  # else: a DICOM series folder
         report = predict_folder(args.input, args.output, options)
         for name, error in report.failed.items():
@@ -52,6 +69,25 @@ def run_predict(args: argparse.Namespace) -> int:
     mask = predict(args.input, args.output, options=options)
     print(f"wrote {args.output} ({mask.geometry.describe()}) in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+@contextmanager
+def one_line_warnings():
+    """Print flareseg's own warnings (an ONNX fallback) as one ``flareseg: warning: ...`` line."""
+    from flareseg.inference.model import StaleOnnxWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", StaleOnnxWarning)
+        show = warnings.showwarning
+
+        def show_one_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, StaleOnnxWarning):
+                print(f"flareseg: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show_one_line
+        yield
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -22,7 +22,9 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--cache", type=Path, help="folder for preprocessed cases (default: OUT/training/cache)")
     train.add_argument("--threads", type=int, help="CPU threads")
-    for flag, kind, what in (("epochs", int, "epochs"), ("iterations", int, "iterations per epoch"),
+    train.add_argument("--epochs", type=int,
+                       help="epochs of every stage (replaces the recipe's train.epochs and any per-stage epochs)")
+    for flag, kind, what in (("iterations", int, "iterations per epoch"),
                              ("batch-size", int, "batch size"), ("lr", float, "initial learning rate"),
                              ("val-fraction", float, "fraction of labelled cases held out for validation"),
                              ("schedule", str, "learning-rate schedule (step or poly)"), ("seed", int, "random seed")):

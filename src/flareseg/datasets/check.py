@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from flareseg.datasets.label_mapping import LabelMapping
 from flareseg.datasets.layout import (
     DatasetSpec,
     image_case_ids,
@@ -18,6 +19,7 @@ from flareseg.datasets.layout import (
 )
 from flareseg.errors import FlaresegError
 from flareseg.io import Geometry, read_geometry, read_volume
+from flareseg.labels import label_name
 from flareseg.preprocessing.orientation import align_to
 
 ERROR = "error"
@@ -38,11 +40,11 @@ class DatasetReport:
     """What ``check_dataset`` found.
 
     Attributes:
-        spec: The parsed ``dataset.json``.
+        spec: The parsed ``dataset.json``, with its mapping of label values to FLARE ids.
         kinds: Case id to ``"full"``, ``"partial"`` or ``"unlabelled"`` for every usable case.
         problems: Errors and warnings, in case order.
-        class_voxels: Class id to its voxel count over all labels.
-        class_cases: Class id to the number of cases that contain it.
+        class_voxels: FLARE id to its voxel count over all labels.
+        class_cases: FLARE id to the number of cases that contain it.
     """
 
     spec: DatasetSpec
@@ -65,10 +67,12 @@ def check_dataset(root: str | Path, progress: bool = True) -> DatasetReport:
     Checks that each image is a readable 3D image, that each label map lies on its image's
     grid, that label values are declared in ``dataset.json`` (and, for partially labelled
     cases, annotated in that case), and that no image lacks its label unless declared
-    unlabelled. Counts voxels and cases per class.
+    unlabelled. Counts voxels and cases per FLARE class, after translating the dataset's
+    values by their names (ignored names count as background).
 
     Raises:
-        InputError: The folder or ``dataset.json`` is missing or malformed.
+        InputError: The folder or ``dataset.json`` is missing or malformed, or a name in
+            ``labels`` is not a flareseg class and not mapped in ``label_mapping``.
     """
     spec = load_spec(root)
     report = DatasetReport(spec)
@@ -130,31 +134,40 @@ def _check_label(spec: DatasetSpec, case_id: str, geometry: Geometry, report: Da
     if unknown:
         report.add(case_id, ERROR, f"unknown label value(s) {unknown} (not in dataset.json labels)")
         return False
-    not_annotated = sorted(set(ids.tolist()) - set(spec.annotated_for(case_id)) - {0})
+    flare_ids = spec.to_flare(ids).tolist()  # the map's values, translated by name
+    annotated = spec.annotated_for(case_id)
+    not_annotated = [v for v, c in zip(ids.tolist(), flare_ids) if c and c not in annotated]
     if not_annotated:
         report.add(case_id, ERROR, f"label value(s) {not_annotated} present but not in annotated_classes")
         return False
-    for class_id, count in zip(ids.tolist(), counts.tolist()):
+    for class_id, count in zip(flare_ids, counts.tolist()):
         if class_id:
             report.class_voxels[class_id] = report.class_voxels.get(class_id, 0) + count
             report.class_cases[class_id] = report.class_cases.get(class_id, 0) + 1
     return True
 
 
+def format_mapping(mapping: LabelMapping) -> list[str]:
+    """One line per name of ``labels``: ``dataset name=value -> flareseg class id name``."""
+    return ["label mapping (dataset.json name=value -> flareseg class id name):",
+            *(f"  {entry.describe()}" for entry in mapping.entries)]
+
+
 def format_report(report: DatasetReport) -> str:
-    """A human-readable summary: case counts, per-class table, then problems."""
+    """A human-readable summary: case counts, label mapping, per-class table, then problems."""
     kinds = list(report.kinds.values())
     lines = [
         f"dataset {report.spec.root}: {len(kinds)} usable cases "
         f"({kinds.count('full')} fully labelled, {kinds.count('partial')} partially labelled, "
         f"{kinds.count('unlabelled')} unlabelled)",
         "",
+        *format_mapping(report.spec.mapping),
+        "",
         f"{'id':>3}  {'class':<22} {'cases':>5} {'voxels':>12}",
     ]
-    names = {v: k for k, v in report.spec.labels.items()}
     for class_id in report.spec.class_ids:
         lines.append(
-            f"{class_id:>3}  {names[class_id]:<22} {report.class_cases.get(class_id, 0):>5} "
+            f"{class_id:>3}  {label_name(class_id):<22} {report.class_cases.get(class_id, 0):>5} "
             f"{report.class_voxels.get(class_id, 0):>12}"
         )
     lines.append("")

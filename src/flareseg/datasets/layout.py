@@ -7,21 +7,31 @@ A dataset folder holds::
     labelsTr/CASE.nii.gz          its label map, on the image's grid
 
 ``dataset.json`` has the nnU-Net keys ``channel_names``, ``labels``, ``numTraining`` and
-``file_ending``, plus two optional flareseg keys for FLARE-style data:
+``file_ending``, plus optional flareseg keys:
 
 ``annotated_classes``
-    ``{"CASE": [ids...]}``: the class ids that were annotated in that case. Voxels of other
-    classes are unlabelled, not background. Cases not listed have every class annotated.
+    ``{"CASE": [values...]}``: the label values (in the dataset's numbering) that were
+    annotated in that case. Voxels of other classes are unlabelled, not background. Cases
+    not listed have every class annotated.
 ``unlabelled``
     ``["CASE", ...]``: cases with an image and no label map (for semi-supervised training).
+``label_mapping``
+    ``{"NAME": "flareseg class" | null}``: what a name of ``labels`` means when it is not a
+    flareseg class name or alias; null ignores it (its voxels are read as background).
+
+The names in ``labels`` decide what a value means: values are translated to FLARE ids by
+name (:mod:`flareseg.datasets.label_mapping`) when cases are read, checked or scored.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from flareseg.datasets.label_mapping import LabelMapping, build_mapping, flare_mapping
 from flareseg.errors import InputError
 
 CHANNEL_SUFFIX = "_0000"
@@ -35,8 +45,9 @@ class Case:
         case_id: Identifier shared by the image and label file names.
         image: Path of the CT (``imagesTr/<case_id>_0000<ending>``).
         label: Path of the label map, or None for an unlabelled case.
-        annotated: Class ids annotated in this case (background excluded); empty when unlabelled.
+        annotated: FLARE ids annotated in this case (background excluded); empty when unlabelled.
         partial: True when only some classes were annotated.
+        mapping: How the label's values become FLARE ids (FLARE numbering by default).
     """
 
     case_id: str
@@ -44,6 +55,7 @@ class Case:
     label: Path | None
     annotated: tuple[int, ...]
     partial: bool = False
+    mapping: LabelMapping = field(default_factory=flare_mapping)
 
 
 @dataclass(frozen=True)
@@ -52,11 +64,12 @@ class DatasetSpec:
 
     Attributes:
         root: The dataset folder.
-        labels: Class name to id, background included.
+        labels: Class name to voxel value in the dataset's numbering, background included.
         file_ending: e.g. ``".nii.gz"``.
         num_training: ``numTraining`` as declared.
-        annotated_classes: Per-case annotated class ids, for partially labelled cases.
+        annotated_classes: Per-case annotated FLARE ids, for partially labelled cases.
         unlabelled: Case ids declared to have no label map.
+        mapping: Dataset value -> FLARE id, found from the names in ``labels``.
     """
 
     root: Path
@@ -65,15 +78,31 @@ class DatasetSpec:
     num_training: int
     annotated_classes: dict[str, tuple[int, ...]]
     unlabelled: frozenset[str]
+    mapping: LabelMapping = field(default_factory=flare_mapping)
 
     @property
     def class_ids(self) -> tuple[int, ...]:
-        """Foreground class ids, ascending."""
-        return tuple(sorted(i for i in self.labels.values() if i != 0))
+        """FLARE ids of the dataset's classes, ascending (ignored names left out)."""
+        return self.mapping.class_ids
 
     def annotated_for(self, case_id: str) -> tuple[int, ...]:
-        """Class ids annotated in a case (all classes unless declared partial)."""
+        """FLARE ids annotated in a case (all classes unless declared partial)."""
         return self.annotated_classes.get(case_id, self.class_ids)
+
+    def to_flare(self, label: np.ndarray) -> np.ndarray:
+        """A label map of this dataset, as FLARE class ids.
+
+        Args:
+            label: Label map in the dataset's numbering, any shape (e.g. ``[z, y, x]``).
+
+        Returns:
+            uint8 array of the same shape; ignored names become background 0. A uint8 map of a
+            dataset in FLARE numbering is returned as it is.
+
+        Raises:
+            InputError: The map holds a value not declared in ``labels``.
+        """
+        return self.mapping.translate(label)
 
 
 def load_spec(root: str | Path) -> DatasetSpec:
@@ -100,21 +129,29 @@ def load_spec(root: str | Path) -> DatasetSpec:
     labels = raw["labels"]
     if not all(isinstance(v, int) for v in labels.values()) or labels.get("background") != 0:
         raise InputError(f"{path}: 'labels' must map names to integer ids, with background = 0")
-    class_ids = set(labels.values())
-    annotated = {}
-    for case_id, ids in raw.get("annotated_classes", {}).items():
-        unknown = sorted(set(ids) - class_ids)
-        if unknown:
-            raise InputError(f"{path}: annotated_classes[{case_id!r}] names unknown class ids {unknown}")
-        annotated[case_id] = tuple(sorted(set(ids) - {0}))
+    mapping = build_mapping(labels, raw.get("label_mapping"), str(path))
     return DatasetSpec(
         root=root,
         labels=dict(labels),
         file_ending=raw["file_ending"],
         num_training=int(raw.get("numTraining", -1)),
-        annotated_classes=annotated,
+        annotated_classes=_annotated_classes(raw.get("annotated_classes", {}), labels, mapping, path),
         unlabelled=frozenset(raw.get("unlabelled", [])),
+        mapping=mapping,
     )
+
+
+def _annotated_classes(declared: dict, labels: dict[str, int], mapping: LabelMapping,
+                       path: Path) -> dict[str, tuple[int, ...]]:
+    """``annotated_classes`` (dataset values) as FLARE ids, background and ignored names dropped."""
+    values = set(labels.values())
+    annotated = {}
+    for case_id, ids in declared.items():
+        unknown = sorted(set(ids) - values)
+        if unknown:
+            raise InputError(f"{path}: annotated_classes[{case_id!r}] names unknown class ids {unknown}")
+        annotated[case_id] = tuple(sorted({mapping.class_of(i) for i in ids} - {0}))
+    return annotated
 
 
 def image_case_ids(spec: DatasetSpec) -> list[str]:
@@ -150,9 +187,8 @@ def list_cases(spec: DatasetSpec) -> list[Case]:
     for case_id in image_case_ids(spec):
         if case_id in labelled:
             partial = case_id in spec.annotated_classes
-            cases.append(
-                Case(case_id, image_path(spec, case_id), label_path(spec, case_id), spec.annotated_for(case_id), partial)
-            )
+            cases.append(Case(case_id, image_path(spec, case_id), label_path(spec, case_id),
+                              spec.annotated_for(case_id), partial, spec.mapping))
         elif case_id in spec.unlabelled:
             cases.append(Case(case_id, image_path(spec, case_id), None, ()))
     return cases

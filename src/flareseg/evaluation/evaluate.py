@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from flareseg.datasets.layout import load_spec
 from flareseg.errors import FlaresegError, InputError
-from flareseg.evaluation.rules import ScoringRules, score_class
+from flareseg.evaluation.rules import ScoringRules
+from flareseg.evaluation.scoring import score_class, scored_label_maps
 from flareseg.io import Volume, has_image_suffix, read_volume, strip_image_suffix
 from flareseg.preprocessing.orientation import align_to
 
@@ -38,7 +39,7 @@ def score_case(
         gt: Reference label map.
         pred: Predicted label map; aligned onto ``gt``'s grid if stored in another orientation.
         case_id: Name reported with the scores.
-        rules: Classes, tolerances and FLARE rules.
+        rules: Classes, tolerances and FLARE rules (see ``flareseg.evaluation.rules``).
         annotated: Class ids annotated in this case, or None for all; other classes score NaN.
         threads: Classes scored in parallel (distance transforms release the GIL).
 
@@ -50,13 +51,15 @@ def score_case(
             pred = align_to(pred, gt.geometry)
         except FlaresegError as error:
             raise InputError(f"{case_id}: prediction does not overlay the ground truth ({error})") from None
-    gt_array, pred_array = _as_labels(gt.array), _as_labels(pred.array)
+    gt_array, pred_array, valid = scored_label_maps(_as_labels(gt.array), _as_labels(pred.array), rules)
     gt_boxes, pred_boxes = ndimage.find_objects(gt_array), ndimage.find_objects(pred_array)
     spacing = gt.geometry.spacing_zyx_mm
 
     def score(class_id: int) -> ClassScore:
         if annotated is not None and class_id not in annotated:
             return ClassScore(case_id, class_id, math.nan, math.nan)
+        if not valid:
+            return ClassScore(case_id, class_id, 0.0, 0.0)
         # Absent from both masks: any one-voxel crop holds neither, and the rules score it so.
         box = _union_box(_box(gt_boxes, class_id), _box(pred_boxes, class_id)) or (slice(0, 1),) * 3
         dsc, nsd = score_class(gt_array[box], pred_array[box], class_id, spacing, rules)
@@ -108,7 +111,8 @@ def evaluate_folders(
         pred_dir: Folder of predicted label maps.
         gt_dir: Folder of reference label maps; every case in it is scored.
         rules: FLARE rules to apply.
-        dataset_dir: Optional dataset folder whose ``dataset.json`` declares per-case annotated
+        dataset_dir: Optional dataset folder whose ``dataset.json`` names the ground truth's
+            label values (translated to FLARE ids by name) and declares per-case annotated
             classes; classes not annotated in a case score NaN.
         threads: Parallel classes per case (default: all cores).
 
@@ -128,5 +132,7 @@ def evaluate_folders(
     for case_id in tqdm(gt_files, desc="evaluating", unit="case", disable=not progress):
         annotated = spec.annotated_for(case_id) if spec else None
         gt, pred = read_volume(gt_files[case_id]), read_volume(pred_files[case_id])
+        if spec:  # the dataset's own numbering, translated to FLARE ids by label name
+            gt = Volume(spec.to_flare(_as_labels(gt.array)), gt.geometry)
         scores.extend(score_case(gt, pred, case_id, rules, annotated, threads))
     return scores

@@ -11,6 +11,7 @@ import numpy as np
 
 from flareseg import labels
 from flareseg.evaluation.evaluate import ClassScore
+from flareseg.evaluation.rules import ScoringRules
 
 METRICS = ("dsc", "nsd")
 
@@ -22,8 +23,8 @@ def _stats(values: list[float]) -> dict[str, float | int]:
     return {"mean": float(finite.mean()), "std": float(finite.std()), "median": float(np.median(finite)), "n": int(finite.size)}
 
 
-def summarise(scores: list[ClassScore]) -> dict:
-    """Per-class statistics, the organ mean and the lesion scores.
+def summarise(scores: list[ClassScore], rules: ScoringRules) -> dict:
+    """Per-class statistics, the organ mean and the lesion scores, with the rules applied.
 
     The organ mean is the mean over organ classes of their per-class means (as FLARE
     reports ``Organ_DSC``/``Organ_NSD``); classes never evaluated are left out of it.
@@ -32,7 +33,7 @@ def summarise(scores: list[ClassScore]) -> dict:
     per_class = {}
     for class_id in class_ids:
         mine = [s for s in scores if s.class_id == class_id]
-        per_class[labels.label_name(class_id)] = {
+        per_class[rules.class_name(class_id)] = {
             "id": class_id,
             **{metric: _stats([getattr(s, metric) for s in mine]) for metric in METRICS},
         }
@@ -40,8 +41,9 @@ def summarise(scores: list[ClassScore]) -> dict:
     organ_mean = {
         metric: _mean([v[metric]["mean"] for v in organs]) for metric in METRICS
     }
-    lesion = per_class.get(labels.label_name(labels.LESION))
+    lesion = per_class.get(rules.class_name(labels.LESION))
     return {
+        "rules": rules.describe(),
         "cases": len({s.case_id for s in scores}),
         "classes": per_class,
         "organ_mean": organ_mean,
@@ -54,13 +56,18 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def write_case_csv(scores: list[ClassScore], path: Path) -> None:
-    """One row per case and class; a class not evaluated has empty DSC/NSD cells."""
+def write_case_csv(scores: list[ClassScore], path: Path, rules: ScoringRules) -> None:
+    """One row per case and class, with the rule set and script revision on every row.
+
+    A class not evaluated has empty DSC/NSD cells.
+    """
+    revision = f"{rules.script}@{rules.revision}"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["case", "class_id", "class", "dsc", "nsd"])
+        writer.writerow(["case", "class_id", "class", "dsc", "nsd", "rules", "script_revision"])
         for s in scores:
-            writer.writerow([s.case_id, s.class_id, labels.label_name(s.class_id), _cell(s.dsc), _cell(s.nsd)])
+            writer.writerow([s.case_id, s.class_id, rules.class_name(s.class_id), _cell(s.dsc), _cell(s.nsd),
+                             rules.name, revision])
 
 
 def write_summary_json(summary: dict, path: Path) -> None:
@@ -81,23 +88,25 @@ def _cell(value: float) -> str:
 
 
 def format_table(summary: dict, markdown: bool = False) -> str:
-    """Per-class mean +- std of DSC and NSD, then the organ mean and lesion rows."""
+    """Per-class mean +- std of DSC and NSD, the organ mean, and the rules they follow."""
     header = ["class", "DSC", "NSD", "n"]
     rows = []
     for name, entry in summary["classes"].items():
         rows.append([name, _pm(entry["dsc"]), _pm(entry["nsd"]), str(entry["dsc"]["n"])])
     organ = summary["organ_mean"]
     rows.append(["organ mean", _num(organ["dsc"]), _num(organ["nsd"]), ""])
+    rules = summary["rules"]
+    footer = f"rules {rules['name']}: {rules['repository']} {rules['script']} @ {rules['revision']} ({rules['date']})"
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * 3) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
+        return "\n".join([*lines, "", footer])
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
 
     def fmt(row: list[str]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
 
-    return "\n".join([fmt(header), *(fmt(r) for r in rows)])
+    return "\n".join([fmt(header), *(fmt(r) for r in rows), footer])
 
 
 def _pm(stats: dict) -> str:

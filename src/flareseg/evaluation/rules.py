@@ -1,90 +1,148 @@
-"""The FLARE scoring rules, stated once, applied per case and class.
+"""The FLARE scoring rules, one rule set per official evaluation script and revision.
 
-As the official FLARE22/23 evaluation scripts (``FLARE23_DSC_NSD_Eval.py``) do:
+The official scripts (JunMa11/FLARE on GitHub) changed after the challenges ran, and
+published results used the revisions of their time, so each rule set names the script
+and the commit it reproduces:
 
-1. ground truth and prediction both empty: DSC = NSD = 1;
-2. exactly one of them empty: DSC = NSD = 0;
-3. aorta, IVC and oesophagus are scored only on the axial slices ``z_min <= z < z_max``,
-   where ``z_min``/``z_max`` are the lowest/highest slice index holding that class in
-   the ground truth. The official code slices ``[z_min:z_max]``, so the topmost labelled
-   slice is left out; flareseg does the same so that scores agree. (A class on a single
-   slice thus leaves an empty slab and scores NaN there, as in the official script.)
-   "Axial" is the third NIfTI voxel axis (array axis 0 in flareseg's ``[z, y, x]``);
-4. NSD is set to 0 when DSC is below a threshold (0.2 in FLARE22, 0.1 in FLARE23);
-5. distances use the ground truth's voxel spacing, on the voxel grid as stored.
+========================  ==========================================================  =========
+rules                     official script @ commit (date)                             NSD = 0
+========================  ==========================================================  =========
+``flare21``               ``FLARE21/Evaluation/DSC_NSD_eval.py`` @ be3eb6f (2022-06-21)  never
+``flare22``               ``FLARE22/Evaluation/FLARE22_DSC_NSD_Eval.py`` @ aad2cc2 (2024-03-29)  DSC < 0.2
+``flare22-2022``          the same file @ be3eb6f (2022-06-21, used during FLARE22)      never
+``flare23``               ``FLARE23/FLARE23_DSC_NSD_Eval.py`` @ aad2cc2 (2024-03-29)     DSC < 0.2
+``flare23-2023``          the same file @ dd7d8c2 (2023-09-21, used during FLARE23)      DSC < 0.1
+``flare24-lesion``        ``FLARE24/T1_FLARE24_DSC_NSD_Eval.py`` @ aad2cc2               DSC < 0.2
+``flare24-organs``        ``FLARE24/T2andT3_FLARE24_DSC_NSD_Eval.py`` @ aad2cc2          DSC < 0.2
+========================  ==========================================================  =========
+
+Shared by all of them: ground truth and prediction both without the class score DSC =
+NSD = 1; a prediction of a class the ground truth lacks scores 0/0; distances use the
+ground truth's voxel spacing on the grid as stored. They differ in:
+
+* **a ground truth with the class and a prediction without it**: 0/0 by an explicit rule
+  (``empty_prediction="zero"``), or, in the scripts without that rule, computed as any other
+  case (``"computed"``), which also gives 0/0 except on an empty z-range slab (below);
+* **the z-range**: aorta, IVC and oesophagus are scored only on the axial slices
+  ``z_min <= z < z_max`` of the ground truth's extent of that class. The scripts slice
+  ``[z_min:z_max]``, so the topmost labelled slice is left out, and a class on a single
+  slice leaves an empty slab that scores NaN where the score is computed. "Axial" is the
+  third NIfTI voxel axis (array axis 0 of flareseg's ``[z, y, x]``);
+* **FLARE21** scored liver, kidneys, spleen and pancreas at 1 mm and labelled both kidneys 2:
+  the left kidney (13) of either file is merged into 2 before scoring (a no-op on FLARE21
+  files, which have no 13);
+* **FLARE24 task 1** scores one binary lesion mask: any non-zero ground-truth voxel is lesion
+  (the script assumes a 0/1 ground truth; on such files both agree); a prediction holding any
+  value other than 0 and 1 scores 0/0. ``lesion_class`` names the prediction value to take
+  as the lesion (14 in flareseg's own maps) to turn a multi-class map into that binary mask.
 
 A class that was not annotated in a case (partial labels) is not evaluated: NaN.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass, field, replace
 
 from flareseg import labels
-from flareseg.evaluation.surface import dice, surface_distances
+from flareseg.errors import InputError
+
+REPOSITORY = "JunMa11/FLARE"
+
+_ORGAN_TOLERANCES_MM = {label.id: label.nsd_tolerance_mm for label in labels.LABELS if label.organ}
+_ALL_TOLERANCES_MM = {label.id: label.nsd_tolerance_mm for label in labels.LABELS}
 
 
 @dataclass(frozen=True)
 class ScoringRules:
-    """Which classes are scored and how.
+    """Which classes are scored and how, as one official script at one revision.
 
     Attributes:
+        name: The rule set's name (``--rules``).
+        script: Path of the official script in the FLARE repository.
+        revision: Short commit hash of the script's revision.
+        revision_date: Date of that commit, ISO format.
         tolerances_mm: Class id to NSD tolerance in mm; the scored classes.
-        nsd_dsc_threshold: NSD is 0 when DSC is below this.
+        nsd_dsc_threshold: NSD is 0 when DSC is below this; None: never.
+        empty_prediction: ``"zero"``: a class in the ground truth but not in the prediction
+            scores 0/0; ``"computed"``: it is scored like any other case.
         z_range_ids: Classes scored only on the ground truth's axial range.
+        merged_ids: Class ids merged into another before scoring (both files).
+        binary_lesion: Score one binary lesion mask (FLARE24 task 1) as class 14.
+        lesion_class: With ``binary_lesion``: the prediction value taken as the lesion
+            (None: the file is scored as it is, 1 = lesion).
+        class_names: Names that differ from the label registry's under these rules.
     """
 
-    tolerances_mm: dict[int, float] = field(
-        default_factory=lambda: {label.id: label.nsd_tolerance_mm for label in labels.LABELS}
-    )
-    nsd_dsc_threshold: float = 0.2
+    name: str
+    script: str
+    revision: str
+    revision_date: str
+    tolerances_mm: dict[int, float] = field(default_factory=lambda: dict(_ORGAN_TOLERANCES_MM))
+    nsd_dsc_threshold: float | None = 0.2
+    empty_prediction: str = "zero"
     z_range_ids: tuple[int, ...] = labels.Z_RANGE_LIMITED_IDS
+    merged_ids: dict[int, int] = field(default_factory=dict)
+    binary_lesion: bool = False
+    lesion_class: int | None = None
+    class_names: dict[int, str] = field(default_factory=dict)
 
     @property
     def class_ids(self) -> tuple[int, ...]:
         return tuple(sorted(self.tolerances_mm))
 
+    @property
+    def reference(self) -> str:
+        """The official script and revision these rules reproduce, in one line."""
+        return f"{REPOSITORY} {self.script} @ {self.revision} ({self.revision_date})"
 
-def rules_for(challenge: str) -> ScoringRules:
-    """Rules by name: ``flare22`` (default), ``flare23``/``flare24`` (NSD threshold 0.1), ``flare21``."""
-    if challenge == "flare22":
-        return ScoringRules()
-    if challenge in ("flare23", "flare24"):
-        return ScoringRules(nsd_dsc_threshold=0.1)
-    if challenge == "flare21":
-        return ScoringRules(tolerances_mm=dict(labels.FLARE21_TOLERANCES_MM), z_range_ids=())
-    raise ValueError(f"unknown rules {challenge!r}; choose flare21, flare22, flare23 or flare24")
+    def class_name(self, class_id: int) -> str:
+        return self.class_names.get(class_id) or labels.label_name(class_id)
+
+    def describe(self) -> dict[str, str]:
+        """Name, script and revision, for reports."""
+        return {"name": self.name, "repository": REPOSITORY, "script": self.script,
+                "revision": self.revision, "date": self.revision_date}
 
 
-RULE_NAMES = ("flare22", "flare23", "flare24", "flare21")
+_FLARE22 = "FLARE22/Evaluation/FLARE22_DSC_NSD_Eval.py"
+_FLARE23 = "FLARE23/FLARE23_DSC_NSD_Eval.py"
+_CURRENT, _CURRENT_DATE = "aad2cc2", "2024-03-29"
+
+RULES: dict[str, ScoringRules] = {
+    rules.name: rules
+    for rules in (
+        ScoringRules("flare22", _FLARE22, _CURRENT, _CURRENT_DATE),
+        ScoringRules("flare22-2022", _FLARE22, "be3eb6f", "2022-06-21", nsd_dsc_threshold=None,
+                     empty_prediction="computed"),
+        ScoringRules("flare23", _FLARE23, _CURRENT, _CURRENT_DATE, tolerances_mm=dict(_ALL_TOLERANCES_MM)),
+        ScoringRules("flare23-2023", _FLARE23, "dd7d8c2", "2023-09-21", tolerances_mm=dict(_ALL_TOLERANCES_MM),
+                     nsd_dsc_threshold=0.1),
+        ScoringRules("flare24-organs", "FLARE24/T2andT3_FLARE24_DSC_NSD_Eval.py", _CURRENT, _CURRENT_DATE),
+        ScoringRules("flare24-lesion", "FLARE24/T1_FLARE24_DSC_NSD_Eval.py", _CURRENT, _CURRENT_DATE,
+                     tolerances_mm={labels.LESION: 2.0}, z_range_ids=(), binary_lesion=True),
+        ScoringRules("flare21", "FLARE21/Evaluation/DSC_NSD_eval.py", "be3eb6f", "2022-06-21",
+                     tolerances_mm={1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}, nsd_dsc_threshold=None,
+                     empty_prediction="computed", z_range_ids=(), merged_ids={13: 2}, class_names={2: "kidneys"}),
+    )
+}
+
+RULE_NAMES: tuple[str, ...] = tuple(RULES)
+DEFAULT_RULES = "flare22"
 
 
-def score_class(
-    gt: np.ndarray, pred: np.ndarray, class_id: int, spacing_zyx_mm, rules: ScoringRules
-) -> tuple[float, float]:
-    """DSC and NSD of one class under the FLARE rules.
+def rules_for(name: str, lesion_class: int | None = None) -> ScoringRules:
+    """The rule set of that name; ``lesion_class`` applies to ``flare24-lesion`` only.
 
-    Args:
-        gt: Reference label map ``[z, y, x]``, integer class ids.
-        pred: Predicted label map, same shape.
-        class_id: The class to score.
-        spacing_zyx_mm: Voxel size along ``(z, y, x)`` in mm (the ground truth's).
-        rules: Tolerances, NSD threshold and z-range classes.
+    Raises:
+        InputError: Unknown name, or a lesion class given to rules that score organs.
     """
-    gt_mask, pred_mask = gt == class_id, pred == class_id
-    gt_any, pred_any = bool(gt_mask.any()), bool(pred_mask.any())
-    if not gt_any and not pred_any:
-        return 1.0, 1.0
-    if gt_any != pred_any:
-        return 0.0, 0.0
-    if class_id in rules.z_range_ids:
-        z = np.flatnonzero(gt_mask.any(axis=(1, 2)))
-        gt_mask, pred_mask = gt_mask[z[0] : z[-1]], pred_mask[z[0] : z[-1]]
-    dsc = dice(gt_mask, pred_mask)
-    if not dsc >= rules.nsd_dsc_threshold:  # also NaN (empty z-range), as the official script
-        return dsc, (0.0 if dsc == dsc else float("nan"))
-    # Score in the NIfTI axis order (x, y, z), as the official script does on nibabel arrays.
-    distances = surface_distances(gt_mask.T, pred_mask.T, tuple(reversed(spacing_zyx_mm)))
-    return dsc, distances.surface_dice(rules.tolerances_mm[class_id])
+    if name not in RULES:
+        raise InputError(f"unknown rules {name!r}; choose one of {', '.join(RULE_NAMES)}")
+    rules = RULES[name]
+    if lesion_class is None:
+        return rules
+    if not rules.binary_lesion:
+        raise InputError(f"a lesion class applies to flare24-lesion only, not to {name}")
+    if not 1 <= lesion_class <= 255:
+        raise InputError(f"lesion class must be a label value 1..255, not {lesion_class}")
+    return replace(rules, lesion_class=lesion_class)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -19,13 +20,16 @@ from scipy import ndimage
 NEIGHBOURHOOD_KERNEL = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]], dtype=np.uint8)
 
 
+#: Area-weighted normals of the marching-cubes surface pieces in each of the 256 neighbour
+#: codes, times 8 (all entries are multiples of 1/8): the table of DeepMind's
+#: ``surface-distance`` and MONAI, stored as data so that scoring needs neither package.
+NORMALS_FILE = Path(__file__).with_name("neighbour_normals.npy")
+
+
 @lru_cache(maxsize=1)
 def _normals_table() -> np.ndarray:
     """(256, 4, 3) area-weighted normals of the surface pieces of each neighbour code."""
-    from monai.metrics.utils import _get_neighbour_code_to_normals_table
-
-    # The entries are multiples of 1/8, exact in float32, so float64 loses nothing.
-    return np.asarray(_get_neighbour_code_to_normals_table(), dtype=np.float64)
+    return np.load(NORMALS_FILE).astype(np.float64) / 8.0
 
 
 @lru_cache(maxsize=32)

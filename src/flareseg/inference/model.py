@@ -6,12 +6,18 @@ A model directory is self-contained::
     recipe.yaml         the resolved recipe (preprocessing, network, stages, training)
     <stage>.pt          weights per stage (float16 state dict)
     <stage>.onnx        optional, written by ``flareseg export-onnx``
+    onnx.json           written with them: the sha256 of each ONNX file and of the weights it came from
     training/           logs, curves and checkpoints (not needed to predict)
+
+An ONNX file runs only while ``onnx.json`` says it is the export of the ``.pt`` file beside it, so
+a stage retrained in place cannot silently run its old network.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +30,7 @@ from flareseg.recipes import Recipe, recipe_from_dict
 
 MODEL_JSON = "model.json"
 RECIPE_YAML = "recipe.yaml"
+ONNX_JSON = "onnx.json"
 FORMAT_VERSION = 1
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -36,6 +43,59 @@ def weights_path(model_dir: Path, stage: str) -> Path:
 
 def onnx_path(model_dir: Path, stage: str) -> Path:
     return Path(model_dir) / f"{stage}.onnx"
+
+
+class StaleOnnxWarning(UserWarning):
+    """``backend="auto"`` found ONNX files that do not match the weights and runs PyTorch instead."""
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_onnx_record(model_dir: Path) -> dict[str, dict[str, str]]:
+    """What ``onnx.json`` records per stage: ``{"weights_sha256": ..., "onnx_sha256": ...}``, the
+    hashes of ``<stage>.pt`` and ``<stage>.onnx`` when the latter was exported; empty when absent.
+
+    Raises:
+        InputError: ``onnx.json`` is not a JSON object with a ``stages`` object.
+    """
+    path = Path(model_dir) / ONNX_JSON
+    if not path.is_file():
+        return {}
+    try:
+        stages = json.loads(path.read_text())["stages"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{path}: unreadable ONNX export record ({error}); run `flareseg export-onnx {model_dir}`")
+    if not isinstance(stages, dict):
+        raise InputError(f"{path}: unreadable ONNX export record; run `flareseg export-onnx {model_dir}`")
+    return stages
+
+
+def onnx_mismatch(model_dir: Path, stage: str, record: dict[str, dict[str, str]]) -> str | None:
+    """Why ``<stage>.onnx`` must not stand in for ``<stage>.pt``, or None when ``record`` (from
+    :func:`read_onnx_record`) says it is the export of exactly these weights."""
+    onnx_file, weights_file = onnx_path(model_dir, stage), weights_path(model_dir, stage)
+    entry = record.get(stage)
+    if not onnx_file.is_file():
+        return f"{onnx_file.name} is missing"
+    if not isinstance(entry, dict):
+        return f"{onnx_file.name} has no record of the weights it was exported from"
+    if not weights_file.is_file() or file_sha256(weights_file) != entry.get("weights_sha256"):
+        return f"{onnx_file.name} was exported from other weights than {weights_file.name}"
+    if file_sha256(onnx_file) != entry.get("onnx_sha256"):
+        return f"{onnx_file.name} changed after it was exported"
+    return None
+
+
+def onnx_mismatches(model_dir: Path, stages: list[str]) -> str | None:
+    """The :func:`onnx_mismatch` reasons of all stages on one line, or None when every ONNX file matches."""
+    record = read_onnx_record(model_dir)
+    if not record and all(onnx_path(model_dir, stage).is_file() for stage in stages):  # an older export
+        return f"the ONNX files have no record of the weights they were exported from (no {ONNX_JSON})"
+    reasons = [reason for stage in stages if (reason := onnx_mismatch(model_dir, stage, record))]
+    return ", ".join(reasons) or None
 
 
 @dataclass
@@ -77,10 +137,18 @@ def load_model(model_dir: str | Path, backend: str = "auto", device: str = "cpu"
 
     Args:
         model_dir: The directory ``flareseg train`` wrote.
-        backend: ``"onnx"`` (onnxruntime, CPU), ``"torch"``, or ``"auto"``: onnxruntime when every
-            stage has an ``.onnx`` file and the device is the CPU, else PyTorch.
+        backend: ``"onnx"`` (onnxruntime, CPU), ``"torch"``, or ``"auto"``: onnxruntime on the CPU
+            when the model has ONNX files that match its weights, else PyTorch.
         device: ``"cpu"`` or ``"cuda"`` (PyTorch backend).
         threads: CPU threads for the network (default: the library's own choice).
+
+    Raises:
+        InputError: ``backend="onnx"`` and an ONNX file is missing, or not recorded in
+            ``onnx.json`` as the export of its stage's current ``.pt`` file.
+
+    Warns:
+        StaleOnnxWarning: ``backend="auto"`` on the CPU found ONNX files that do not match the
+            weights (as for ``"onnx"``), and runs PyTorch instead.
     """
     model_dir = Path(model_dir)
     recipe = read_recipe(model_dir)
@@ -88,13 +156,29 @@ def load_model(model_dir: str | Path, backend: str = "auto", device: str = "cpu"
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        has_onnx = all(onnx_path(model_dir, name).is_file() for name in names)
-        backend = "onnx" if has_onnx and device == "cpu" else "torch"
+        backend = auto_backend(model_dir, names, device)
     if backend == "onnx":
+        mismatch = onnx_mismatches(model_dir, names)
+        if mismatch:
+            raise InputError(f"{model_dir}: {mismatch}; run `flareseg export-onnx {model_dir}`, "
+                             "or predict with --backend torch")
         runners = {name: onnx_runner(onnx_path(model_dir, name), threads) for name in names}
     else:
         runners = {stage.name: torch_runner(model_dir, recipe, stage, device, threads) for stage in recipe.stages}
     return LoadedModel(model_dir, recipe, runners, backend)
+
+
+def auto_backend(model_dir: Path, stages: list[str], device: str) -> str:
+    """``"onnx"`` on the CPU when the ONNX files match the weights; else ``"torch"``, with a
+    :class:`StaleOnnxWarning` when ONNX files are there but do not match."""
+    if device != "cpu" or not any(onnx_path(model_dir, name).is_file() for name in stages):
+        return "torch"
+    mismatch = onnx_mismatches(model_dir, stages)
+    if mismatch:
+        warnings.warn(f"{model_dir}: {mismatch}; running PyTorch instead of onnxruntime (slower); "
+                      f"run `flareseg export-onnx {model_dir}` to use ONNX again", StaleOnnxWarning, stacklevel=3)
+        return "torch"
+    return "onnx"
 
 
 def onnx_runner(path: Path, threads: int | None) -> Runner:

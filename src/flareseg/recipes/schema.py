@@ -48,7 +48,8 @@ class StageConfig:
             around all ``labels`` of the previous stage's result) or ``"each"`` (one crop per
             label, refined one by one).
         margin_mm: Margin around a crop's bounding box, in mm.
-        epochs: Training epochs of this stage; None uses ``train.epochs``.
+        epochs: Training epochs of this stage; None uses ``train.epochs``. An ``epochs``
+            override (``--epochs``) clears it; see :func:`load_recipe`.
     """
 
     name: str
@@ -110,6 +111,10 @@ def builtin_recipes() -> list[str]:
 def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Load a built-in recipe by name, or a YAML file, and apply ``train`` overrides.
 
+    An ``epochs`` override sets the epochs of every stage: it also replaces the ``epochs``
+    a stage sets itself (they become None, i.e. ``train.epochs``), so the resolved recipe
+    says how many epochs each stage runs.
+
     Raises:
         InputError: Unknown name, unreadable YAML, unknown keys or invalid values.
     """
@@ -126,6 +131,10 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         raise InputError(f"{path}: a recipe is a YAML mapping")
     if overrides:
         data.setdefault("train", {}).update(overrides)
+        if "epochs" in overrides:
+            for stage in data.get("stages") or []:
+                if isinstance(stage, dict):
+                    stage.pop("epochs", None)
     return recipe_from_dict(data, source=str(path))
 
 

@@ -1,33 +1,66 @@
 """Training augmentation from MONAI dictionary transforms, on ``{"image", "label"}`` arrays
-``[1, D, H, W]`` (image scaled to [0, 1]; label channel indices, resampled nearest)."""
+``[C, D, H, W]`` (image preprocessed by the recipe, e.g. HU windowed and scaled to [0, 1];
+label channel indices, resampled nearest).
+
+Spatial transforms sample outside the volume where they rotate, shrink, shift or deform it.
+There the label becomes background (0) and the image becomes air: -1000 HU put through the
+recipe's own intensity preprocessing (:func:`air_value`), never a constant chosen here.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from flareseg.preprocessing.intensity import clip_and_scale
+from flareseg.recipes import PreprocessConfig
 
-def build_augmentation(probabilities: dict[str, float], seed: int):
+AIR_HU = -1000.0
+KINDS = ("affine", "elastic", "intensity", "contrast", "noise")
+
+
+def air_value(preprocess: PreprocessConfig) -> float:
+    """Air (``AIR_HU``, -1000 HU) as the network sees it after ``preprocess``.
+
+    With the default window [-100, 300] HU, -1000 HU is clipped to the window's lower bound
+    and scales to 0; that is a property of the window, not an assumption: a window that
+    reaches below -1000 HU (e.g. [-1100, 300]) gives 100 / 1400, and the value follows any
+    change of the preprocessing because it is computed by the same function.
+    """
+    return float(clip_and_scale(np.array([AIR_HU], np.float32), preprocess.hu_window)[0])
+
+
+def build_augmentation(probabilities: dict[str, float], seed: int, pad_value: float):
     """A seeded MONAI ``Compose`` of the augmentations whose probability is > 0.
 
-    Keys of ``probabilities``: ``affine`` (rotation +-15 deg, scaling +-15 %, shifts: random
-    crop and zoom), ``elastic``, ``intensity`` (brightness scale and shift), ``contrast``
-    (gamma), ``noise`` (Gaussian).
+    Args:
+        probabilities: Keys ``affine`` (rotation +-15 deg, scaling +-15 %, shifts +-4 voxels),
+            ``elastic``, ``intensity`` (brightness scale and shift), ``contrast`` (gamma),
+            ``noise`` (Gaussian); values in [0, 1].
+        seed: Seed of the transforms' random state.
+        pad_value: Image value where spatial transforms sample outside the volume; air, from
+            :func:`air_value`. The label pads with background (0).
     """
     from monai import transforms as mt
 
-    unknown = set(probabilities) - {"affine", "elastic", "intensity", "contrast", "noise"}
+    unknown = set(probabilities) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown augmentation(s) {sorted(unknown)}")
-    p = {key: float(probabilities.get(key, 0.0)) for key in ("affine", "elastic", "intensity", "contrast", "noise")}
+    p = {key: float(probabilities.get(key, 0.0)) for key in KINDS}
     keys, modes = ["image", "label"], ["bilinear", "nearest"]
-    steps = []
+    spatial = []
     if p["affine"] > 0:
-        steps.append(mt.RandAffined(keys, prob=p["affine"], rotate_range=(0.26, 0.26, 0.26),
-                                    scale_range=(0.15, 0.15, 0.15), translate_range=(4, 4, 4),
-                                    mode=modes, padding_mode="zeros"))
+        spatial.append(mt.RandAffined(keys, prob=p["affine"], rotate_range=(0.26, 0.26, 0.26),
+                                      scale_range=(0.15, 0.15, 0.15), translate_range=(4, 4, 4),
+                                      mode=modes, padding_mode="zeros"))
     if p["elastic"] > 0:
-        steps.append(mt.Rand3DElasticd(keys, sigma_range=(5, 7), magnitude_range=(20, 60), prob=p["elastic"],
-                                       mode=modes, padding_mode="zeros"))
+        spatial.append(mt.Rand3DElasticd(keys, sigma_range=(5, 7), magnitude_range=(20, 60), prob=p["elastic"],
+                                         mode=modes, padding_mode="zeros"))
+    steps = []
+    if spatial:
+        # The transforms pad with zeros and interpolate linearly, so resampling (image - air)
+        # and adding air back pads with air, also where a voxel is partly outside.
+        steps += [mt.ShiftIntensityd("image", offset=-pad_value), *spatial,
+                  mt.ShiftIntensityd("image", offset=pad_value)]
     if p["intensity"] > 0:
         steps.append(mt.RandScaleIntensityd("image", factors=0.1, prob=p["intensity"]))
         steps.append(mt.RandShiftIntensityd("image", offsets=0.1, prob=p["intensity"]))
@@ -41,7 +74,11 @@ def build_augmentation(probabilities: dict[str, float], seed: int):
 
 
 def augment_pair(compose, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Apply ``compose`` to one ``[D, H, W]`` image/label pair; returns numpy arrays, label int64."""
+    """Apply ``compose`` to one ``[D, H, W]`` image/label pair.
+
+    Returns:
+        The image (float32 ``[D, H, W]``) and the label (int64 ``[D, H, W]``).
+    """
     out = compose({"image": image[None].astype(np.float32), "label": label[None].astype(np.float32)})
     image_out = np.asarray(out["image"])[0]
     label_out = np.rint(np.asarray(out["label"])[0]).astype(np.int64)

@@ -20,7 +20,7 @@ from flareseg.errors import InputError
 from flareseg.labels import label_name
 from flareseg.models.registry import build_network
 from flareseg.recipes import Recipe, StageConfig, TrainConfig
-from flareseg.training.augment import augment_pair, build_augmentation
+from flareseg.training.augment import air_value, augment_pair, build_augmentation
 from flareseg.training.log import write_log
 from flareseg.training.losses import dice_ce_loss
 from flareseg.training.samples import Sample
@@ -93,7 +93,9 @@ def _epoch(net, optimizer, samples, recipe: Recipe, seed, options: RunOptions, d
     train = recipe.train
     rng = np.random.default_rng(seed)
     torch.manual_seed(int(rng.integers(2 ** 31)))
-    compose = build_augmentation(train.augment, int(rng.integers(2 ** 31))) if any(train.augment.values()) else None
+    compose = None
+    if any(train.augment.values()):
+        compose = build_augmentation(train.augment, int(rng.integers(2 ** 31)), air_value(recipe.preprocess))
     scaler = torch.amp.GradScaler("cuda") if options.device.startswith("cuda") and not torch.cuda.is_bf16_supported() else None
     net.train()
     losses = []

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from flareseg.datasets.layout import Case
+from flareseg.errors import InputError
 from flareseg.inference.cascade import network_input
 from flareseg.io import read_ct, read_volume
 from flareseg.preprocessing.crop import bounding_box, crop
@@ -42,12 +43,24 @@ def stage_key(recipe: Recipe, stage: StageConfig, crops_per_case: int) -> str:
 
 
 def read_case(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """Canonical HU array, canonical label array on the same grid, and spacing ``[z, y, x]`` mm."""
+    """Read a labelled case in canonical orientation.
+
+    Returns:
+        The HU array ``[z, y, x]``; the label map on the same grid as FLARE ids (uint8,
+        translated from the dataset's numbering by ``case.mapping``); spacing ``(z, y, x)`` in mm.
+
+    Raises:
+        InputError: The label holds a value that ``dataset.json`` does not declare.
+    """
     ct = read_ct(case.image)
     label = align_to(read_volume(case.label), ct.geometry)
     ct_canonical, _ = to_canonical(ct)
     label_canonical, _ = to_canonical(label)
-    return ct_canonical.array, np.asarray(label_canonical.array, dtype=np.uint8), ct_canonical.geometry.spacing_zyx_mm
+    try:
+        flare_ids = case.mapping.translate(label_canonical.array)
+    except InputError as error:
+        raise InputError(f"{case.label}: {error}") from None
+    return ct_canonical.array, flare_ids, ct_canonical.geometry.spacing_zyx_mm
 
 
 def channel_lookup(stage: StageConfig, annotated: tuple[int, ...]) -> np.ndarray:
