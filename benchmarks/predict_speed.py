@@ -42,20 +42,21 @@ def scans(data: Path) -> dict[str, Path]:
 
 def fine_spacing_mm(model_dir: Path, ct: Path) -> float:
     """Voxel size (mm, isotropic: geometric mean over axes) at which the model's first fine stage
-    sees this scan: its crop box, from the coarse stage, divided by the stage input size."""
+    sees this scan: its ``spacing_mm``, or its crop box from the coarse stage divided by its input size."""
     import numpy as np
 
-    from flareseg.inference.cascade import crop_boxes, logits_to_labels, network_input
+    from flareseg.inference.cascade import crop_boxes, run_stage
     from flareseg.inference.model import load_model
     from flareseg.io import read_ct
     from flareseg.preprocessing.orientation import to_canonical
 
     model = load_model(model_dir)
     first, fine = model.recipe.stages[0], model.recipe.stages[1]
+    if fine.spacing_mm:
+        return float(np.prod(fine.spacing_mm) ** (1 / 3))
     canonical, _ = to_canonical(read_ct(ct))
     hu, spacing = canonical.array, canonical.geometry.spacing_zyx_mm
-    coarse = logits_to_labels(model.runners[first.name](network_input(hu, first.size_zyx, model.recipe.preprocess.hu_window)), first)
-    boxes = crop_boxes(coarse, fine, hu.shape, spacing)
+    boxes = crop_boxes(run_stage(model, first, hu, spacing), fine, hu.shape, spacing)
     shape = boxes[0][1].shape if boxes else hu.shape
     return float(np.prod([n * s / m for n, s, m in zip(shape, spacing, fine.size_zyx)]) ** (1 / 3))
 

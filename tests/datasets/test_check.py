@@ -119,3 +119,10 @@ def test_malformed_dataset_json_is_an_input_error(tmp_path):
     _dataset_json(tmp_path, 1, annotated_classes={"a": [99]})
     with pytest.raises(InputError, match="unknown class ids"):
         check_dataset(tmp_path)
+    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": ["liver"],
+                                                       "file_ending": ".nii.gz"}))
+    with pytest.raises(InputError, match="must be JSON objects"):
+        check_dataset(tmp_path)
+    (tmp_path / "dataset.json").write_text("[]")
+    with pytest.raises(InputError, match="missing key"):
+        check_dataset(tmp_path)

@@ -19,6 +19,12 @@ def _load(path: Path, name: str):
 
 
 @pytest.fixture(scope="session")
+def tiny_recipe_dict():
+    """The training tests' tiny recipe as plain data: ``tiny_recipe_dict(stage_epochs=None, **train)``."""
+    return _load(TESTS / "training" / "conftest.py", "training_conftest").tiny_recipe_dict
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, data_dir):
     """A 3-stage model trained for a few iterations on the real scans, exported to ONNX.
     Shared: tests that change it use ``tiny_model_copy``."""

@@ -62,3 +62,57 @@ def test_each_stage_crops_one_box_per_label_and_keeps_only_that_label():
     # The liver crop's "gallbladder" answer is discarded: only the gallbladder box keeps class 9.
     assert np.argwhere(out == 9).min(0).tolist() == [12, 12, 12] and (out == 9).sum() == 8
     assert (out == 1).sum() == 0  # liver is refined by this stage, which never answered liver
+
+
+def _bright_is_liver(x):
+    """Stand-in coarse network: liver (channel 1) wherever the windowed input is bright."""
+    return np.concatenate([np.full_like(x, 0.5), x], axis=1)
+
+
+def _cube_dice(out, cube):
+    liver = out == 1
+    return 2 * np.count_nonzero(liver & cube) / (np.count_nonzero(liver) + np.count_nonzero(cube))
+
+
+def test_a_fixed_spacing_coarse_stage_runs_the_whole_scan_and_finds_organs_in_any_field_of_view():
+    coarse = {"name": "coarse", "labels": [1], "size_zyx": [8, 8, 8], "crop": "whole", "spacing_mm": [4, 4, 4]}
+    recipe = _recipe([coarse])  # levels 2: sizes are multiples of 4
+    seen = []
+
+    def runner(x):
+        seen.append(x)
+        return _bright_is_liver(x)
+
+    model = LoadedModel(None, recipe, {"coarse": runner}, "test")
+    hu = np.full((30, 50, 70), -1000, np.int16)
+    hu[8:24, 12:36, 20:48] = 300  # a bright organ: window [-100, 300] -> 1.0
+    cube = hu == 300
+    out = segment_canonical(hu, (2.0, 1.0, 1.0), model)
+    # 30x50x70 voxels of 2x1x1 mm at 4 mm: round(15, 12.5, 17.5) = (15, 12, 18), padded with air to (16, 12, 20).
+    assert seen[0].shape == (1, 1, 16, 12, 20)
+    assert (seen[0][0, 0, 15] == 0).all() and (seen[0][0, 0, :, :, 18:] == 0).all()  # air pads
+    assert _cube_dice(out, cube) > 0.8
+    for cut in (slice(0, 20), slice(10, 30), slice(12, 18)):  # fields of view cut at either end, a slab
+        part = segment_canonical(np.ascontiguousarray(hu[cut]), (2.0, 1.0, 1.0), model)
+        assert _cube_dice(part, cube[cut]) > 0.8, cut
+
+
+def test_a_fine_stage_at_a_fixed_spacing_runs_its_whole_crop_at_that_spacing():
+    coarse = {"name": "coarse", "labels": [1], "size_zyx": [8, 8, 8], "crop": "whole", "spacing_mm": [4, 4, 4]}
+    fine = {"name": "large", "labels": [1], "size_zyx": [8, 8, 8], "crop": "group", "margin_mm": 4,
+            "spacing_mm": [2, 2, 2]}
+    seen = []
+
+    def fine_runner(x):
+        seen.append(x.shape)
+        return _bright_is_liver(x)
+
+    model = LoadedModel(None, _recipe([coarse, fine]), {"coarse": _bright_is_liver, "large": fine_runner}, "test")
+    hu = np.full((30, 50, 70), -1000, np.int16)
+    hu[8:24, 12:36, 20:48] = 300
+    out = segment_canonical(hu, (2.0, 1.0, 1.0), model)
+    # The coarse box, grown by 4 mm and clipped to the scan, at 2 mm: about 20 x 16 x 18 voxels,
+    # padded with air to multiples of 4.
+    assert len(seen) == 1 and all(n % 4 == 0 for n in seen[0][2:])
+    assert 16 <= seen[0][2] <= 24 and 12 <= seen[0][3] <= 20 and 16 <= seen[0][4] <= 24
+    assert _cube_dice(out, hu == 300) > 0.9

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from flareseg.cli.main import main
 from flareseg.errors import InputError
+from flareseg.inference.cascade import stage_input
 from flareseg.inference.export import export_onnx
 from flareseg.inference.model import ONNX_JSON, StaleOnnxWarning, load_model, onnx_mismatches, weights_path
-from flareseg.training.train import save_weights
+from flareseg.io import read_ct
+from flareseg.labels import nnunet_labels
+from flareseg.preprocessing.orientation import to_canonical
+from flareseg.recipes import load_recipe
+from flareseg.training.loop import RunOptions
+from flareseg.training.train import save_weights, train_model
+
 
 
 def _retrain(model_dir, stage):
@@ -74,3 +84,41 @@ def test_a_failed_parity_check_leaves_the_files_and_record_alone(tiny_model_copy
     with pytest.raises(RuntimeError, match="stage coarse: onnxruntime differs from PyTorch"):
         export_onnx(tiny_model_copy, rtol=0.0)  # any float difference fails
     assert {p.name: p.read_bytes() for p in tiny_model_copy.iterdir()} == before
+
+
+def test_a_fixed_spacing_coarse_stage_exports_for_any_scan_size(tmp_path, data_dir, tiny_recipe_dict):
+    """Trained on random patches cut to random fields of view, run on whole scans of any size:
+    its ONNX graph takes any multiple of the size step and agrees with PyTorch on each."""
+    recipe = tiny_recipe_dict(epochs=1)
+    recipe["stages"] = recipe["stages"][:1]
+    recipe["stages"][0].update(size_zyx=[16, 24, 24], spacing_mm=[8, 8, 8])
+    recipe["train"]["augment"]["field_of_view"] = 1.0
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    ts = data_dir / "ts_example"
+    dataset = tmp_path / "dataset"
+    (dataset / "imagesTr").mkdir(parents=True)
+    (dataset / "labelsTr").mkdir()
+    shutil.copy(ts / "example_ct.nii.gz", dataset / "imagesTr" / "ts_0000.nii.gz")
+    shutil.copy(ts / "flare_labels_fullct_from_v2fast.nii.gz", dataset / "labelsTr" / "ts.nii.gz")
+    (dataset / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": nnunet_labels(),
+                                                      "numTraining": 1, "file_ending": ".nii.gz"}))
+    model_dir = train_model(dataset, load_recipe(tmp_path / "r.yaml"), tmp_path / "model", RunOptions(progress=False))
+    export_onnx(model_dir)
+    onnx, torch_model = load_model(model_dir, backend="onnx"), load_model(model_dir, backend="torch")
+    ct = to_canonical(read_ct(ts / "example_ct.nii.gz"))[0]
+    shapes = set()
+    for cut in (slice(None), slice(0, 60), slice(60, 71)):  # the whole scan, its lower half, an 11-slice slab
+        x, _ = stage_input(ct.array[cut], ct.geometry.spacing_zyx_mm, onnx.recipe.stages[0], (-100, 300), 8)
+        expected, got = torch_model.runners["coarse"](x), onnx.runners["coarse"](x)
+        assert got.shape == expected.shape == (1, 14, *x.shape[2:])
+        assert np.abs(got - expected).max() <= 1e-3 * max(1.0, np.abs(expected).max())
+        shapes.add(x.shape)
+    assert len(shapes) == 3
+
+
+def test_export_replaces_an_unreadable_record(tiny_model_copy):
+    (tiny_model_copy / ONNX_JSON).write_text("{not json")
+    with pytest.raises(InputError, match="export-onnx"):
+        load_model(tiny_model_copy, backend="onnx")
+    export_onnx(tiny_model_copy)  # what the message says to do works
+    assert load_model(tiny_model_copy, backend="onnx").backend == "onnx"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
+from flareseg.preprocessing.crop import Box, bounding_box, crop, pad_to_multiple, paste
 from flareseg.preprocessing.intensity import clip_and_scale
 from flareseg.preprocessing.resample import resize, shape_for_spacing
 
@@ -73,3 +73,15 @@ def test_paste_where_only_touches_selected_voxels():
 def test_shape_for_spacing_keeps_the_extent():
     assert shape_for_spacing((79, 512, 512), (3.0, 1.074, 1.074), (3.0, 3.0, 3.0)) == (79, 183, 183)
     assert shape_for_spacing((10, 10, 10), (1.0, 1.0, 1.0), (100.0, 0.5, 2.0)) == (1, 20, 5)
+
+
+def test_pad_to_multiple_pads_the_end_of_each_axis_and_crops_back(rng):
+    array = rng.random((5, 8, 13)).astype(np.float32)
+    padded, box = pad_to_multiple(array, 4, -1.0)
+    assert padded.shape == (8, 8, 16)
+    assert (padded[5:] == -1).all() and (padded[:, :, 13:] == -1).all()
+    np.testing.assert_array_equal(crop(padded, box), array)
+    same, _ = pad_to_multiple(padded, 4, -1.0)
+    assert same is padded  # already a multiple: no copy
+    at_least, box = pad_to_multiple(array, 4, -1.0, minimum=12)
+    assert at_least.shape == (12, 12, 16) and box.shape == (5, 8, 13)

@@ -65,6 +65,8 @@ def _modified(**changes):
     ({"stages__3__crop": "box"}, "crop must be"),
     ({"train__val_fraction": 1.0}, "val_fraction"),
     ({"stages__1__epochs": 0}, "epochs must be"),
+    ({"stages__0__spacing_mm": [5, 5]}, "three voxel sizes"),
+    ({"stages__0__spacing_mm": [5, 0, 5]}, "three voxel sizes"),
 ])
 def test_invalid_recipes_are_rejected_with_the_reason(changes, message):
     with pytest.raises(InputError, match=message):

@@ -11,8 +11,8 @@ from flareseg.io import read_ct, read_volume
 from flareseg.preprocessing.crop import bounding_box, crop
 from flareseg.preprocessing.intensity import clip_and_scale
 from flareseg.preprocessing.resample import resize
-from flareseg.recipes import PreprocessConfig
-from flareseg.training.augment import air_value, augment_pair, build_augmentation
+from flareseg.preprocessing.intensity import air_value
+from flareseg.training.augment import augment_pair, build_augmentation
 
 SIZE = (32, 32, 32)
 SPATIAL = ("affine", "elastic")
@@ -102,10 +102,10 @@ def test_intensity_transforms_leave_the_label_untouched(scan):
 
 def test_air_is_the_preprocessed_value_of_minus_1000_hu():
     # [-100, 300]: -1000 HU is clipped to the lower bound, which scales to 0.
-    assert air_value(PreprocessConfig(hu_window=(-100.0, 300.0))) == 0.0
-    assert air_value(PreprocessConfig(hu_window=(-1000.0, 1000.0))) == 0.0
+    assert air_value((-100.0, 300.0)) == 0.0
+    assert air_value((-1000.0, 1000.0)) == 0.0
     # [-1100, 300]: (-1000 - -1100) / (300 - -1100) = 100 / 1400.
-    assert air_value(PreprocessConfig(hu_window=(-1100.0, 300.0))) == pytest.approx(100 / 1400)
+    assert air_value((-1100.0, 300.0)) == pytest.approx(100 / 1400)
 
 
 @pytest.mark.parametrize("kind", SPATIAL)
@@ -113,7 +113,7 @@ def test_spatial_transforms_pad_with_air(kind):
     """An all-air image stays all air, although the same draw padding with zeros shows that
     the transform samples outside the volume."""
     air = 100 / 1400  # -1000 HU in the window [-1100, 300]
-    pad_value = air_value(PreprocessConfig(hu_window=(-1100.0, 300.0)))
+    pad_value = air_value((-1100.0, 300.0))
     image = {"image": np.full((1,) + SIZE, air, np.float32), "label": np.ones((1,) + SIZE, np.float32)}
     for seed in SEEDS:
         padded_with_air = np.asarray(build_augmentation({kind: 1.0}, seed, pad_value)(dict(image))["image"])
@@ -127,7 +127,7 @@ def test_affine_padding_of_a_real_scan_is_air(scan):
     voxel whose nearest source is inside), the windowed image equals air."""
     hu, _ = scan
     air = 100 / 1400  # -1000 HU in the window [-1100, 300]
-    compose = build_augmentation({"affine": 1.0}, 0, air_value(PreprocessConfig(hu_window=(-1100.0, 300.0))))
+    compose = build_augmentation({"affine": 1.0}, 0, air_value((-1100.0, 300.0)))
     out = compose({"image": clip_and_scale(hu, (-1100, 300))[None], "label": np.ones((1,) + SIZE, np.float32)})
     outside = ~ndimage.binary_dilation(np.asarray(out["label"])[0] > 0.5, iterations=2)
     assert outside.sum() > 1000

@@ -183,7 +183,11 @@ def _lookup(entries: list[MappedLabel]) -> np.ndarray:
 
 
 def _integer_values(label: np.ndarray) -> np.ndarray:
-    """``label`` as integers in 0..255, rounding integral floats; raises InputError otherwise."""
+    """``label`` as integers in 0..255 (floats rounded to the nearest integer).
+
+    Raises:
+        InputError: A value lies outside 0..255.
+    """
     values = np.asarray(label)
     if values.dtype == np.uint8:
         return values

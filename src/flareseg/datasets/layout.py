@@ -121,9 +121,12 @@ def load_spec(root: str | Path) -> DatasetSpec:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not valid JSON ({error})") from None
-    missing = [key for key in ("channel_names", "labels", "file_ending") if key not in raw]
+    missing = [key for key in ("channel_names", "labels", "file_ending") if not isinstance(raw, dict) or key not in raw]
     if missing:
         raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
+    if not isinstance(raw, dict) or not isinstance(raw.get("labels"), dict) or not isinstance(
+            raw.get("channel_names"), dict):
+        raise InputError(f"{path}: 'channel_names' and 'labels' must be JSON objects")
     if len(raw["channel_names"]) != 1:
         raise InputError(f"{path}: flareseg takes one CT channel, dataset declares {len(raw['channel_names'])}")
     labels = raw["labels"]

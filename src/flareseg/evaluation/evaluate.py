@@ -51,7 +51,7 @@ def score_case(
             pred = align_to(pred, gt.geometry)
         except FlaresegError as error:
             raise InputError(f"{case_id}: prediction does not overlay the ground truth ({error})") from None
-    gt_array, pred_array, valid = scored_label_maps(_as_labels(gt.array), _as_labels(pred.array), rules)
+    gt_array, pred_array, valid = scored_label_maps(gt.array, pred.array, rules)
     gt_boxes, pred_boxes = ndimage.find_objects(gt_array), ndimage.find_objects(pred_array)
     spacing = gt.geometry.spacing_zyx_mm
 
@@ -67,13 +67,6 @@ def score_case(
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         return list(pool.map(score, rules.class_ids))
-
-
-def _as_labels(array: np.ndarray) -> np.ndarray:
-    """Integer label ids (``find_objects`` needs an integer array)."""
-    if np.issubdtype(array.dtype, np.integer):
-        return array
-    return np.rint(array).astype(np.int32)
 
 
 def _box(boxes: list, class_id: int):
@@ -133,6 +126,9 @@ def evaluate_folders(
         annotated = spec.annotated_for(case_id) if spec else None
         gt, pred = read_volume(gt_files[case_id]), read_volume(pred_files[case_id])
         if spec:  # the dataset's own numbering, translated to FLARE ids by label name
-            gt = Volume(spec.to_flare(_as_labels(gt.array)), gt.geometry)
+            try:
+                gt = Volume(spec.to_flare(gt.array), gt.geometry)
+            except InputError as error:
+                raise InputError(f"{gt_files[case_id]}: {error}") from None
         scores.extend(score_case(gt, pred, case_id, rules, annotated, threads))
     return scores

@@ -29,8 +29,13 @@ ground truth's voxel spacing on the grid as stored. They differ in:
   slice leaves an empty slab that scores NaN where the score is computed. "Axial" is the
   third NIfTI voxel axis (array axis 0 of flareseg's ``[z, y, x]``);
 * **FLARE21** scored liver, kidneys, spleen and pancreas at 1 mm and labelled both kidneys 2:
-  the left kidney (13) of either file is merged into 2 before scoring (a no-op on FLARE21
-  files, which have no 13);
+  the prediction's left kidney (13), which a FLARE21 prediction does not have, is merged into
+  2 before scoring, so that flareseg's own maps score as FLARE21 maps do (the script itself
+  merges nothing; on FLARE21-numbered files both agree). The ground truth is scored as it is;
+* **how voxel values are read**: the scripts cast what nibabel reads (floats) to uint8
+  (FLARE22, FLARE24: truncation, then wrap-around modulo 256) or int8 (FLARE23), and the FLARE21
+  script compares the prediction's floats as they are (a non-integral value is no class);
+  flareseg casts both files the same way (``cast_gt``, ``cast_pred``);
 * **FLARE24 task 1** scores one binary lesion mask: any non-zero ground-truth voxel is lesion
   (the script assumes a 0/1 ground truth; on such files both agree); a prediction holding any
   value other than 0 and 1 scores 0/0. ``lesion_class`` names the prediction value to take
@@ -66,7 +71,11 @@ class ScoringRules:
         empty_prediction: ``"zero"``: a class in the ground truth but not in the prediction
             scores 0/0; ``"computed"``: it is scored like any other case.
         z_range_ids: Classes scored only on the ground truth's axial range.
-        merged_ids: Class ids merged into another before scoring (both files).
+        prediction_merged_ids: Prediction values merged into another class before scoring.
+        cast_gt: How the ground truth's values are read: ``"uint8"``, ``"int8"`` (truncated
+            and wrapped, as NumPy casts the floats nibabel reads) or ``"none"`` (as they are;
+            a non-integral value matches no class).
+        cast_pred: The same for the prediction.
         binary_lesion: Score one binary lesion mask (FLARE24 task 1) as class 14.
         lesion_class: With ``binary_lesion``: the prediction value taken as the lesion
             (None: the file is scored as it is, 1 = lesion).
@@ -81,7 +90,9 @@ class ScoringRules:
     nsd_dsc_threshold: float | None = 0.2
     empty_prediction: str = "zero"
     z_range_ids: tuple[int, ...] = labels.Z_RANGE_LIMITED_IDS
-    merged_ids: dict[int, int] = field(default_factory=dict)
+    prediction_merged_ids: dict[int, int] = field(default_factory=dict)
+    cast_gt: str = "uint8"
+    cast_pred: str = "uint8"
     binary_lesion: bool = False
     lesion_class: int | None = None
     class_names: dict[int, str] = field(default_factory=dict)
@@ -114,15 +125,17 @@ RULES: dict[str, ScoringRules] = {
         ScoringRules("flare22", _FLARE22, _CURRENT, _CURRENT_DATE),
         ScoringRules("flare22-2022", _FLARE22, "be3eb6f", "2022-06-21", nsd_dsc_threshold=None,
                      empty_prediction="computed"),
-        ScoringRules("flare23", _FLARE23, _CURRENT, _CURRENT_DATE, tolerances_mm=dict(_ALL_TOLERANCES_MM)),
+        ScoringRules("flare23", _FLARE23, _CURRENT, _CURRENT_DATE, tolerances_mm=dict(_ALL_TOLERANCES_MM),
+                     cast_gt="int8", cast_pred="int8"),
         ScoringRules("flare23-2023", _FLARE23, "dd7d8c2", "2023-09-21", tolerances_mm=dict(_ALL_TOLERANCES_MM),
-                     nsd_dsc_threshold=0.1),
+                     nsd_dsc_threshold=0.1, cast_gt="int8", cast_pred="int8"),
         ScoringRules("flare24-organs", "FLARE24/T2andT3_FLARE24_DSC_NSD_Eval.py", _CURRENT, _CURRENT_DATE),
         ScoringRules("flare24-lesion", "FLARE24/T1_FLARE24_DSC_NSD_Eval.py", _CURRENT, _CURRENT_DATE,
                      tolerances_mm={labels.LESION: 2.0}, z_range_ids=(), binary_lesion=True),
         ScoringRules("flare21", "FLARE21/Evaluation/DSC_NSD_eval.py", "be3eb6f", "2022-06-21",
-                     tolerances_mm={1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}, nsd_dsc_threshold=None,
-                     empty_prediction="computed", z_range_ids=(), merged_ids={13: 2}, class_names={2: "kidneys"}),
+                     tolerances_mm=dict(labels.FLARE21_TOLERANCES_MM), nsd_dsc_threshold=None,
+                     empty_prediction="computed", z_range_ids=(), prediction_merged_ids={13: 2}, cast_pred="none",
+                     class_names={2: "kidneys"}),
     )
 }
 

@@ -14,24 +14,22 @@ from flareseg.evaluation.surface import dice, surface_distances
 def scored_label_maps(gt: np.ndarray, pred: np.ndarray, rules: ScoringRules) -> tuple[np.ndarray, np.ndarray, bool]:
     """The ground truth and prediction as the rules score them.
 
-    Merges classes (FLARE21's kidneys) and, for the binary lesion task, turns both into a
-    lesion mask of value 14.
+    Reads the values as the script does (its cast), merges prediction classes (FLARE21's
+    kidneys) and, for the binary lesion task, turns both into a lesion mask of value 14.
 
     Args:
-        gt: Reference label map, integer ``[z, y, x]``.
+        gt: Reference label map ``[z, y, x]``, any numeric dtype.
         pred: Predicted label map, same shape.
         rules: The rule set.
 
     Returns:
-        ``(gt, pred, valid)``; ``valid`` is False when the prediction breaks the task's
-        format (a binary-lesion prediction holding a value other than 0 and 1), which
-        scores every class 0/0.
+        ``(gt, pred, valid)``, integer arrays; ``valid`` is False when the prediction breaks
+        the task's format (a binary-lesion prediction holding a value other than 0 and 1),
+        which scores every class 0/0.
     """
-    if rules.merged_ids:
-        lookup = np.arange(max(int(gt.max()), int(pred.max()), *rules.merged_ids) + 1)
-        for source, target in rules.merged_ids.items():
-            lookup[source] = target
-        gt, pred = _apply(lookup, gt), _apply(lookup, pred)
+    gt, pred = cast_labels(gt, rules.cast_gt), cast_labels(pred, rules.cast_pred)
+    for source, target in rules.prediction_merged_ids.items():
+        pred = np.where(pred == source, target, pred).astype(pred.dtype, copy=False)
     if not rules.binary_lesion:
         return gt, pred, True
     if rules.lesion_class is not None:
@@ -41,10 +39,21 @@ def scored_label_maps(gt: np.ndarray, pred: np.ndarray, rules: ScoringRules) -> 
     return (gt != 0).astype(np.uint8) * lesion, (pred == 1).astype(np.uint8) * lesion, valid
 
 
-def _apply(lookup: np.ndarray, array: np.ndarray) -> np.ndarray:
-    if array.size and int(array.min()) < 0:  # negative values are never merged
-        return np.where(array >= 0, lookup[np.clip(array, 0, None)], array)
-    return lookup[array]
+def cast_labels(array: np.ndarray, cast: str) -> np.ndarray:
+    """Label values as a script reads them: ``"uint8"``/``"int8"`` truncate toward zero and
+    wrap around (as NumPy casts nibabel's floats), ``"none"`` keeps integral values and turns
+    non-integral ones into -1, a value no class has."""
+    if cast == "none":
+        if np.issubdtype(array.dtype, np.integer):
+            return array
+        integral = np.floor(array) == array
+        return np.where(integral, array, -1).astype(np.int64)
+    dtype = {"uint8": np.uint8, "int8": np.int8}[cast]
+    if array.dtype == dtype:
+        return array
+    if not np.issubdtype(array.dtype, np.integer):
+        array = np.trunc(array).astype(np.int64)
+    return array.astype(dtype)
 
 
 def score_class(
@@ -53,7 +62,7 @@ def score_class(
     """DSC and NSD of one class under a rule set.
 
     Args:
-        gt: Reference label map ``[z, y, x]``, integer class ids, as ``scored_label_maps`` gives.
+        gt: Reference label map ``[z, y, x]``, integer class ids, as ``scored_label_maps`` gives them.
         pred: Predicted label map, same shape.
         class_id: The class to score.
         spacing_zyx_mm: Voxel size along ``(z, y, x)`` in mm (the ground truth's).

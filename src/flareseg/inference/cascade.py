@@ -1,6 +1,10 @@
 """The coarse-to-fine cascade on a canonical HU array: coarse whole-volume stage, then organ
 groups cropped from its result, refined and pasted back; then connected-component clean-up.
 
+Each stage either resizes its input (the scan, or a crop) to its input size or, with
+``spacing_mm``, resamples it to that spacing and runs the whole of it at once (padded with
+air to the network's size multiple), so that its result does not depend on the field of view.
+
 Only label maps (uint8) are resampled to full resolution, never class scores, so memory
 stays bounded by a few copies of the input.
 """
@@ -11,15 +15,40 @@ import numpy as np
 
 from flareseg.inference.model import LoadedModel
 from flareseg.postprocessing.components import keep_largest_components
-from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
-from flareseg.preprocessing.intensity import clip_and_scale
-from flareseg.preprocessing.resample import resize
+from flareseg.preprocessing.crop import Box, bounding_box, crop, pad_to_multiple, paste
+from flareseg.preprocessing.intensity import air_value, clip_and_scale
+from flareseg.preprocessing.resample import resize, shape_for_spacing
 from flareseg.recipes import StageConfig
 
 
 def network_input(hu: np.ndarray, size_zyx, hu_window) -> np.ndarray:
     """HU array resized to ``size_zyx`` (linear), clipped and scaled: ``[1, 1, D, H, W]`` float32."""
     return clip_and_scale(resize(hu, size_zyx, order=1), hu_window)[None, None]
+
+
+def stage_input(hu: np.ndarray, spacing_zyx_mm, stage: StageConfig, hu_window,
+                multiple: int) -> tuple[np.ndarray, Box]:
+    """A stage's input ``[1, 1, D, H, W]`` float32 from a HU array (the scan or a crop of it),
+    and the box of that array in it.
+
+    Resized to ``stage.size_zyx``, or, with ``stage.spacing_mm``, resampled to that spacing
+    and padded with air at the end of each axis to a multiple of ``multiple``, and to at least
+    twice that (at ``multiple`` voxels on every axis, the network's deepest level would hold a
+    single voxel, which instance normalisation cannot normalise).
+    """
+    if stage.spacing_mm is None:
+        return network_input(hu, stage.size_zyx, hu_window), Box((0, 0, 0), tuple(stage.size_zyx))
+    shape = shape_for_spacing(hu.shape, spacing_zyx_mm, stage.spacing_mm)
+    image, box = pad_to_multiple(clip_and_scale(resize(hu, shape, order=1), hu_window), multiple,
+                                 air_value(hu_window), minimum=2 * multiple)
+    return image[None, None], box
+
+
+def run_stage(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm) -> np.ndarray:
+    """One stage's labels (FLARE ids, uint8) on its own grid: the input size, or ``hu`` at the
+    stage's spacing."""
+    x, box = stage_input(hu, spacing_zyx_mm, stage, model.recipe.preprocess.hu_window, model.recipe.size_multiple)
+    return np.ascontiguousarray(crop(logits_to_labels(model.runners[stage.name](x), stage), box))
 
 
 def logits_to_labels(logits: np.ndarray, stage: StageConfig) -> np.ndarray:
@@ -45,9 +74,8 @@ def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_m
 def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postprocess: bool = True) -> np.ndarray:
     """Segment a canonical HU array ``[z, y, x]``; returns FLARE ids, uint8, the same shape."""
     recipe = model.recipe
-    window = recipe.preprocess.hu_window
     first, fine_stages = recipe.stages[0], recipe.stages[1:]
-    coarse = logits_to_labels(model.runners[first.name](network_input(hu, first.size_zyx, window)), first)
+    coarse = run_stage(model, first, hu, spacing_zyx_mm)
     keep_largest_components(coarse, first.labels)  # stray voxels would stretch the crop boxes
     out = np.zeros(hu.shape, np.uint8)
     refined = {label for stage in fine_stages for label in stage.labels}
@@ -58,8 +86,7 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
         out[selected] = full[selected]
     for stage in fine_stages:
         for subset, box in crop_boxes(coarse, stage, hu.shape, spacing_zyx_mm):
-            logits = model.runners[stage.name](network_input(crop(hu, box), stage.size_zyx, window))
-            patch = resize(logits_to_labels(logits, stage), box.shape, order=0)
+            patch = resize(run_stage(model, stage, crop(hu, box), spacing_zyx_mm), box.shape, order=0)
             keep = np.isin(patch, subset)
             paste(out, box, patch, where=keep & (crop(out, box) == 0))
     if postprocess:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flareseg.errors import InputError
+
 from flareseg.inference.model import (
     ONNX_JSON,
     file_sha256,
@@ -46,12 +48,13 @@ def export_onnx(model_dir: str | Path, opset: int = 17, rtol: float = 1e-3) -> l
     return written
 
 
-def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float, sample_hu: np.ndarray) -> Path:
+def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float,
+                 sample_hu: tuple[np.ndarray, tuple[float, float, float]]) -> Path:
     """Export, check and record one stage (see :func:`export_onnx`)."""
     import onnxruntime as ort
     import torch
 
-    from flareseg.inference.cascade import network_input
+    from flareseg.inference.cascade import network_input, stage_input
     from flareseg.models.registry import build_network
 
     net = build_network(recipe.network.name, recipe.network.kwargs, len(stage.labels) + 1)
@@ -59,14 +62,21 @@ def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float, sample
     net.load_state_dict({k: v.float() for k, v in state.items()})
     net.eval()
     random = np.random.default_rng(0).random((1, 1, *stage.size_zyx), dtype=np.float32)
-    sample = network_input(sample_hu, stage.size_zyx, recipe.preprocess.hu_window)
+    hu, spacing = sample_hu
+    window = recipe.preprocess.hu_window
+    dynamic = None
+    if stage.spacing_mm is None:
+        sample = network_input(hu, stage.size_zyx, window)
+    else:  # the scan at a fixed spacing (what a crop of it would be): any multiple of the network's size step
+        sample = stage_input(hu, spacing, stage, window, recipe.size_multiple)[0]
+        dynamic = {name: {2: "depth", 3: "height", 4: "width"} for name in ("image", "logits")}
     inputs = {"random input": random, "the sample CT": sample}
     path = onnx_path(model_dir, stage.name)
     tmp = path.with_name(path.name + ".tmp")
     with warnings.catch_warnings():  # tracer chatter about shape checks that are constant here
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (torch.from_numpy(random),), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=["image"], output_names=["logits"])
+                          input_names=["image"], output_names=["logits"], dynamic_axes=dynamic)
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     reference = torch_runner(model_dir, recipe, stage, "cpu", None)
     for name, x in inputs.items():
@@ -88,7 +98,10 @@ def record_export(model_dir: str | Path, stage: str) -> None:
         {"stages": {"<stage>": {"weights_sha256": "<hex>", "onnx_sha256": "<hex>"}, ...}}
     """
     model_dir = Path(model_dir)
-    stages = read_onnx_record(model_dir)
+    try:
+        stages = read_onnx_record(model_dir)
+    except InputError:  # an unreadable record is replaced: what it said can no longer be trusted
+        stages = {}
     stages[stage] = {"weights_sha256": file_sha256(weights_path(model_dir, stage)),
                      "onnx_sha256": file_sha256(onnx_path(model_dir, stage))}
     path = model_dir / ONNX_JSON
@@ -97,10 +110,11 @@ def record_export(model_dir: str | Path, stage: str) -> None:
     os.replace(tmp, path)
 
 
-def _sample_ct_hu() -> np.ndarray:
-    """The bundled sample CT's canonical HU array ``[z, y, x]``."""
+def _sample_ct_hu() -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The bundled sample CT's canonical HU array ``[z, y, x]`` and its spacing ``(z, y, x)`` in mm."""
     from flareseg.data import sample_ct_path
     from flareseg.io import read_ct
     from flareseg.preprocessing.orientation import to_canonical
 
-    return to_canonical(read_ct(sample_ct_path()))[0].array
+    canonical = to_canonical(read_ct(sample_ct_path()))[0]
+    return canonical.array, canonical.geometry.spacing_zyx_mm

@@ -43,13 +43,20 @@ class StageConfig:
     Attributes:
         name: Stage name; also the weights' file name in the model directory.
         labels: FLARE class ids the stage predicts; output channel ``i + 1`` is ``labels[i]``.
-        size_zyx: Network input size in voxels, ``[z, y, x]``.
+        size_zyx: Network input size in voxels, ``[z, y, x]``; with ``spacing_mm``, the size
+            of the training patches.
         crop: ``"whole"`` (the whole volume is resized to ``size_zyx``), ``"group"`` (one crop
             around all ``labels`` of the previous stage's result) or ``"each"`` (one crop per
             label, refined one by one).
         margin_mm: Margin around a crop's bounding box, in mm.
         epochs: Training epochs of this stage; None uses ``train.epochs``. An ``epochs``
             override (``--epochs``) clears it; see :func:`load_recipe`.
+        spacing_mm: Voxel size ``[z, y, x]`` in mm: the stage's input (the whole volume, or
+            a crop) is resampled to it instead of resized to ``size_zyx``, so an organ's size
+            and context in voxels do not depend on the field of view or on the crop's extent.
+            Training takes random ``size_zyx`` patches of it; prediction runs the whole
+            resampled input at once, padded with air to a multiple of ``2^levels``. None:
+            resize to ``size_zyx``.
     """
 
     name: str
@@ -58,6 +65,7 @@ class StageConfig:
     crop: str = "whole"
     margin_mm: float = 10.0
     epochs: int | None = None
+    spacing_mm: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,11 @@ class Recipe:
     def class_ids(self) -> tuple[int, ...]:
         """Every class id the cascade can output, ascending."""
         return tuple(sorted({i for stage in self.stages for i in stage.labels}))
+
+    @property
+    def size_multiple(self) -> int:
+        """Network input sizes must be multiples of this (``2^levels``)."""
+        return 2 ** int(self.network.kwargs.get("levels", 4))
 
 
 _CROPS = ("whole", "group", "each")
@@ -207,9 +220,12 @@ def _validate(recipe: Recipe, source: str) -> None:
             raise InputError(f"{where}: epochs must be a positive integer or absent, got {stage.epochs!r}")
         if len(stage.size_zyx) != 3 or min(stage.size_zyx) < 8:
             raise InputError(f"{where}: size_zyx must be three sizes >= 8, got {list(stage.size_zyx)}")
-        levels = int(recipe.network.kwargs.get("levels", 4))
-        if any(s % (2 ** levels) for s in stage.size_zyx):
-            raise InputError(f"{where}: each size must be divisible by 2^levels = {2 ** levels}")
+        if any(s % recipe.size_multiple for s in stage.size_zyx):
+            raise InputError(f"{where}: each size must be divisible by 2^levels = {recipe.size_multiple}")
+        if stage.spacing_mm is not None:
+            spacing = stage.spacing_mm
+            if len(spacing) != 3 or not all(isinstance(v, (int, float)) and 0 < v <= 50 for v in spacing):
+                raise InputError(f"{where}: spacing_mm must be three voxel sizes in mm (0, 50], got {list(spacing)}")
     train = recipe.train
     if train.schedule not in _SCHEDULES:
         raise InputError(f"{source}: train.schedule must be one of {_SCHEDULES}, got {train.schedule!r}")

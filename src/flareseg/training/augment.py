@@ -4,29 +4,17 @@ label channel indices, resampled nearest).
 
 Spatial transforms sample outside the volume where they rotate, shrink, shift or deform it.
 There the label becomes background (0) and the image becomes air: -1000 HU put through the
-recipe's own intensity preprocessing (:func:`air_value`), never a constant chosen here.
+recipe's own intensity preprocessing (:func:`flareseg.preprocessing.intensity.air_value`),
+never a constant chosen here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from flareseg.preprocessing.intensity import clip_and_scale
-from flareseg.recipes import PreprocessConfig
-
-AIR_HU = -1000.0
 KINDS = ("affine", "elastic", "intensity", "contrast", "noise")
-
-
-def air_value(preprocess: PreprocessConfig) -> float:
-    """Air (``AIR_HU``, -1000 HU) as the network sees it after ``preprocess``.
-
-    With the default window [-100, 300] HU, -1000 HU is clipped to the window's lower bound
-    and scales to 0; that is a property of the window, not an assumption: a window that
-    reaches below -1000 HU (e.g. [-1100, 300]) gives 100 / 1400, and the value follows any
-    change of the preprocessing because it is computed by the same function.
-    """
-    return float(clip_and_scale(np.array([AIR_HU], np.float32), preprocess.hu_window)[0])
+#: Applied when patches are sampled (:mod:`flareseg.training.patches`), not by MONAI.
+PATCH_KINDS = ("field_of_view",)
 
 
 def build_augmentation(probabilities: dict[str, float], seed: int, pad_value: float):
@@ -35,14 +23,15 @@ def build_augmentation(probabilities: dict[str, float], seed: int, pad_value: fl
     Args:
         probabilities: Keys ``affine`` (rotation +-15 deg, scaling +-15 %, shifts +-4 voxels),
             ``elastic``, ``intensity`` (brightness scale and shift), ``contrast`` (gamma),
-            ``noise`` (Gaussian); values in [0, 1].
+            ``noise`` (Gaussian); values in [0, 1]. ``field_of_view`` is accepted and left
+            to patch sampling.
         seed: Seed of the transforms' random state.
         pad_value: Image value where spatial transforms sample outside the volume; air, from
-            :func:`air_value`. The label pads with background (0).
+            ``flareseg.preprocessing.intensity.air_value``. The label pads with background (0).
     """
     from monai import transforms as mt
 
-    unknown = set(probabilities) - set(KINDS)
+    unknown = set(probabilities) - set(KINDS) - set(PATCH_KINDS)
     if unknown:
         raise ValueError(f"unknown augmentation(s) {sorted(unknown)}")
     p = {key: float(probabilities.get(key, 0.0)) for key in KINDS}

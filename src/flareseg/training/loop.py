@@ -20,8 +20,11 @@ from flareseg.errors import InputError
 from flareseg.labels import label_name
 from flareseg.models.registry import build_network
 from flareseg.recipes import Recipe, StageConfig, TrainConfig
-from flareseg.training.augment import air_value, augment_pair, build_augmentation
+from flareseg.preprocessing.crop import crop, pad_to_multiple
+from flareseg.preprocessing.intensity import air_value
+from flareseg.training.augment import KINDS, augment_pair, build_augmentation
 from flareseg.training.log import write_log
+from flareseg.training.patches import cut_field_of_view, random_patch
 from flareseg.training.losses import dice_ce_loss
 from flareseg.training.samples import Sample
 
@@ -46,11 +49,17 @@ def learning_rate(train: TrainConfig, epoch: int, epochs: int) -> float:
     return train.learning_rate * train.lr_gamma ** (epoch // train.lr_step_epochs)
 
 
-def make_batch(samples: list[Sample], indices, compose, device: str):
-    """Augmented batch: images ``[B, 1, D, H, W]``, targets ``[B, D, H, W]``, annotated ``[B, C]``."""
+def make_batch(samples: list[Sample], indices, compose, device: str, patch=None):
+    """Augmented batch: images ``[B, 1, D, H, W]``, targets ``[B, D, H, W]``, annotated ``[B, C]``.
+
+    ``patch``, when given, takes each image/label pair to the network's input size first
+    (random patches of a whole-volume stage at a fixed spacing; see :func:`patch_sampler`).
+    """
     images, targets = [], []
     for i in indices:
         image, label = samples[i].image.astype(np.float32), samples[i].label
+        if patch is not None:
+            image, label = patch(image, label)
         if compose is not None:
             image, label = augment_pair(compose, image, label)
         images.append(image[None])
@@ -60,14 +69,37 @@ def make_batch(samples: list[Sample], indices, compose, device: str):
             torch.from_numpy(annotated).to(device))
 
 
-def validation_dice(net, samples: list[Sample], channels: int, device: str) -> np.ndarray:
-    """Per-channel DSC over the validation samples (argmax); NaN where never annotated and present."""
+def patch_sampler(stage: StageConfig, recipe: Recipe, rng: np.random.Generator):
+    """For a stage with ``spacing_mm``: a function taking a random ``size_zyx`` patch of an
+    image/label pair, cut to a random field of view with probability ``augment.field_of_view``;
+    None for stages whose samples already have the input size."""
+    if stage.spacing_mm is None:
+        return None
+    air = air_value(recipe.preprocess.hu_window)
+    probability = float(recipe.train.augment.get("field_of_view", 0.0))
+
+    def patch(image: np.ndarray, label: np.ndarray):
+        image, label = random_patch(image, label, stage.size_zyx, rng, air)
+        if rng.random() < probability:
+            image, label = cut_field_of_view(image, label, rng, air)
+        return image, label
+
+    return patch
+
+
+def validation_dice(net, samples: list[Sample], channels: int, device: str, multiple: int = 1,
+                    pad_value: float = 0.0) -> np.ndarray:
+    """Per-channel DSC over the validation samples (argmax); NaN where never annotated and present.
+
+    Samples of any size are padded with ``pad_value`` to a multiple of ``multiple`` first.
+    """
     inter, total = np.zeros(channels), np.zeros(channels)
     net.eval()
     with torch.inference_mode():
         for sample in samples:
-            x = torch.from_numpy(sample.image.astype(np.float32)[None, None]).to(device)
-            pred = net(x).argmax(1)[0].cpu().numpy()
+            image, box = pad_to_multiple(sample.image.astype(np.float32), multiple, pad_value)
+            x = torch.from_numpy(image[None, None]).to(device)
+            pred = crop(net(x).argmax(1)[0].cpu().numpy(), box)
             for c in range(1, channels):
                 if sample.annotated[c]:
                     inter[c] += np.count_nonzero((pred == c) & (sample.label == c))
@@ -89,13 +121,14 @@ def _save_checkpoint(state: dict, folder: Path) -> None:
     os.replace(tmp, folder / CHECKPOINT)
 
 
-def _epoch(net, optimizer, samples, recipe: Recipe, seed, options: RunOptions, desc: str) -> float:
+def _epoch(net, optimizer, samples, stage: StageConfig, recipe: Recipe, seed, options: RunOptions, desc: str) -> float:
     train = recipe.train
     rng = np.random.default_rng(seed)
     torch.manual_seed(int(rng.integers(2 ** 31)))
     compose = None
-    if any(train.augment.values()):
-        compose = build_augmentation(train.augment, int(rng.integers(2 ** 31)), air_value(recipe.preprocess))
+    if any(train.augment.get(kind, 0.0) for kind in KINDS):
+        compose = build_augmentation(train.augment, int(rng.integers(2 ** 31)), air_value(recipe.preprocess.hu_window))
+    patch = patch_sampler(stage, recipe, rng)
     scaler = torch.amp.GradScaler("cuda") if options.device.startswith("cuda") and not torch.cuda.is_bf16_supported() else None
     net.train()
     losses = []
@@ -103,7 +136,8 @@ def _epoch(net, optimizer, samples, recipe: Recipe, seed, options: RunOptions, d
 
     bar = tqdm(range(train.iterations_per_epoch), desc=desc, unit="it", leave=False, disable=not options.progress)
     for _ in bar:
-        x, y, annotated = make_batch(samples, rng.integers(len(samples), size=train.batch_size), compose, options.device)
+        x, y, annotated = make_batch(samples, rng.integers(len(samples), size=train.batch_size), compose,
+                                     options.device, patch)
         with _autocast(options.device):
             logits = net(x)
         loss = dice_ce_loss(logits, y, annotated, train.dice_weight, train.ce_weight)
@@ -144,8 +178,9 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(train, epoch, epochs)
         desc = f"{stage.name} {epoch + 1}/{epochs}"
-        loss = _epoch(net, optimizer, train_samples, recipe, [train.seed, stage_index, epoch], options, desc)
-        dice = validation_dice(net, validation, len(stage.labels) + 1, options.device)
+        loss = _epoch(net, optimizer, train_samples, stage, recipe, [train.seed, stage_index, epoch], options, desc)
+        dice = validation_dice(net, validation, len(stage.labels) + 1, options.device, recipe.size_multiple,
+                               air_value(recipe.preprocess.hu_window))
         score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
         row = {"epoch": epoch + 1, "lr": learning_rate(train, epoch, epochs), "train_loss": loss, "val_dice_mean": score}
         row.update({f"val_dice_{label_name(i)}": float(d) for i, d in zip(stage.labels, dice[1:])})

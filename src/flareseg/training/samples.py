@@ -5,6 +5,8 @@ A sample is ``image`` (float16 ``[D, H, W]`` in [0, 1]), ``label`` (uint8 channe
 the stage; 0 for background *and* for classes not annotated in the case) and ``annotated``
 (bool ``[C]``, channel 0 included). Crop stages store ``crops_per_case`` crops per label
 subset, each with a random margin jitter, as the coarse stage's boxes vary at prediction.
+A stage with ``spacing_mm`` stores the whole scan or its crops resampled to that spacing
+(any shape); training takes random patches of them (:mod:`flareseg.training.patches`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import numpy as np
 
 from flareseg.datasets.layout import Case
 from flareseg.errors import InputError
-from flareseg.inference.cascade import network_input
 from flareseg.io import read_ct, read_volume
 from flareseg.preprocessing.crop import bounding_box, crop
 from flareseg.preprocessing.orientation import align_to, to_canonical
-from flareseg.preprocessing.resample import resize
+from flareseg.preprocessing.intensity import clip_and_scale
+from flareseg.preprocessing.resample import resize, shape_for_spacing
 from flareseg.recipes import Recipe, StageConfig
 
 
@@ -37,8 +39,8 @@ class Sample:
 def stage_key(recipe: Recipe, stage: StageConfig, crops_per_case: int) -> str:
     """Hash of everything that determines a stage's cached samples."""
     text = json.dumps([recipe.preprocess.hu_window, stage.labels, stage.size_zyx, stage.crop,
-                       stage.margin_mm, recipe.train.crop_jitter_mm, recipe.train.seed, crops_per_case],
-                      default=list)
+                       stage.margin_mm, recipe.train.crop_jitter_mm, recipe.train.seed, crops_per_case]
+                      + ([stage.spacing_mm] if stage.spacing_mm else []), default=list)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -83,8 +85,11 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
     window = recipe.preprocess.hu_window
 
     def make(hu_part, label_part):
-        image = network_input(hu_part, stage.size_zyx, window)[0, 0].astype(np.float16)
-        return Sample(case.case_id, image, resize(lookup[label_part], stage.size_zyx, order=0), annotated)
+        shape = stage.size_zyx  # resized to the input size, or resampled to the spacing (patches come later)
+        if stage.spacing_mm:
+            shape = shape_for_spacing(hu_part.shape, spacing_zyx_mm, stage.spacing_mm)
+        image = clip_and_scale(resize(hu_part, shape, order=1), window).astype(np.float16)
+        return Sample(case.case_id, image, resize(lookup[label_part], shape, order=0), annotated)
 
     if stage.crop == "whole":
         return [make(hu, label)]
