@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flareseg.training.patches import MIN_SLAB_SLICES, cut_field_of_view, random_patch
+from flareseg.training.patches import MIN_SLAB_SLICES, cut_field_of_view, foreground_voxel, random_patch
 
 AIR = -0.25
 
@@ -62,3 +62,23 @@ def test_field_of_view_cut_of_a_thin_patch_keeps_at_least_one_slice(rng, depth):
     image, label = _volume((depth, 4, 4))
     cut, _ = cut_field_of_view(image, label, rng, AIR)
     assert (cut != AIR).all(axis=(1, 2)).sum() >= 1
+
+
+def test_a_patch_holding_a_voxel_contains_it_at_random_places(rng):
+    image, label = _volume((40, 50, 60))
+    places = set()
+    for _ in range(20):
+        voxel = tuple(int(v) for v in rng.integers((40, 50, 60)))
+        patch, _ = random_patch(image, label, (8, 16, 16), rng, AIR, holding=voxel)
+        found = np.argwhere(patch == image[voxel])
+        assert len(found) == 1
+        places.add(tuple(found[0]))
+    assert len(places) > 10
+
+
+def test_foreground_voxel_is_labelled_and_none_when_empty(rng):
+    label = np.zeros((6, 7, 8), np.uint8)
+    assert foreground_voxel(label, rng) is None
+    label[2, 3, 4] = label[5, 6, 7] = 9
+    picks = {tuple(int(v) for v in foreground_voxel(label, rng)) for _ in range(30)}
+    assert picks == {(2, 3, 4), (5, 6, 7)}

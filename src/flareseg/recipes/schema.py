@@ -86,6 +86,7 @@ class TrainConfig:
         "affine": 0.8, "elastic": 0.2, "intensity": 0.5, "contrast": 0.3, "noise": 0.2,
     })
     crop_jitter_mm: float = 10.0
+    foreground_share: float = 0.33  # patches (stages with spacing_mm) that hold a labelled voxel, as nnU-Net
     val_fraction: float = 0.2
     seed: int = 12345
 
@@ -231,5 +232,7 @@ def _validate(recipe: Recipe, source: str) -> None:
         raise InputError(f"{source}: train.schedule must be one of {_SCHEDULES}, got {train.schedule!r}")
     if train.epochs < 1 or train.iterations_per_epoch < 1 or train.batch_size < 1:
         raise InputError(f"{source}: epochs, iterations_per_epoch and batch_size must be >= 1")
+    if not 0 <= train.foreground_share <= 1:
+        raise InputError(f"{source}: train.foreground_share must be in [0, 1]")
     if not 0 <= train.val_fraction < 1:
         raise InputError(f"{source}: train.val_fraction must be in [0, 1)")

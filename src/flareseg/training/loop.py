@@ -24,7 +24,7 @@ from flareseg.preprocessing.crop import crop, pad_to_multiple
 from flareseg.preprocessing.intensity import air_value
 from flareseg.training.augment import KINDS, augment_pair, build_augmentation
 from flareseg.training.log import write_log
-from flareseg.training.patches import cut_field_of_view, random_patch
+from flareseg.training.patches import cut_field_of_view, foreground_voxel, random_patch
 from flareseg.training.losses import dice_ce_loss
 from flareseg.training.samples import Sample
 
@@ -71,15 +71,17 @@ def make_batch(samples: list[Sample], indices, compose, device: str, patch=None)
 
 def patch_sampler(stage: StageConfig, recipe: Recipe, rng: np.random.Generator):
     """For a stage with ``spacing_mm``: a function taking a random ``size_zyx`` patch of an
-    image/label pair, cut to a random field of view with probability ``augment.field_of_view``;
-    None for stages whose samples already have the input size."""
+    image/label pair (holding a random labelled voxel with probability ``train.foreground_share``),
+    cut to a random field of view with probability ``augment.field_of_view``; None for stages
+    whose samples already have the input size."""
     if stage.spacing_mm is None:
         return None
     air = air_value(recipe.preprocess.hu_window)
     probability = float(recipe.train.augment.get("field_of_view", 0.0))
 
     def patch(image: np.ndarray, label: np.ndarray):
-        image, label = random_patch(image, label, stage.size_zyx, rng, air)
+        holding = foreground_voxel(label, rng) if rng.random() < recipe.train.foreground_share else None
+        image, label = random_patch(image, label, stage.size_zyx, rng, air, holding)
         if rng.random() < probability:
             image, label = cut_field_of_view(image, label, rng, air)
         return image, label

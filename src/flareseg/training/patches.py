@@ -16,11 +16,13 @@ MIN_SLAB_SLICES = 4
 
 
 def random_patch(image: np.ndarray, label: np.ndarray, size_zyx, rng: np.random.Generator,
-                 pad_value: float) -> tuple[np.ndarray, np.ndarray]:
+                 pad_value: float, holding=None) -> tuple[np.ndarray, np.ndarray]:
     """A random ``size_zyx`` patch of an image/label pair ``[z, y, x]``.
 
     Where the volume is smaller than the patch along an axis, it lies at a random offset
     inside the patch and the rest is ``pad_value`` (air) in the image and 0 in the label.
+    ``holding``, a voxel index ``(z, y, x)``, makes the patch contain that voxel (at a random
+    place in it), as nnU-Net centres a share of its patches on foreground.
 
     Returns:
         The image patch (float32) and the label patch (the label's dtype).
@@ -28,9 +30,11 @@ def random_patch(image: np.ndarray, label: np.ndarray, size_zyx, rng: np.random.
     out_image = np.full(size_zyx, pad_value, np.float32)
     out_label = np.zeros(size_zyx, label.dtype)
     source, target = [], []
-    for n, size in zip(image.shape, size_zyx):
+    for axis, (n, size) in enumerate(zip(image.shape, size_zyx)):
         if n >= size:
             start = int(rng.integers(n - size + 1))
+            if holding is not None:
+                start = int(np.clip(holding[axis] - rng.integers(size), 0, n - size))
             source.append(slice(start, start + size))
             target.append(slice(0, size))
         else:
@@ -57,3 +61,11 @@ def cut_field_of_view(image: np.ndarray, label: np.ndarray, rng: np.random.Gener
         image[part] = pad_value
         label[part] = 0
     return image, label
+
+
+def foreground_voxel(label: np.ndarray, rng: np.random.Generator) -> tuple[int, ...] | None:
+    """A random labelled voxel's index, or None when the label map is empty."""
+    count = np.count_nonzero(label)
+    if count == 0:
+        return None
+    return np.unravel_index(np.flatnonzero(label)[int(rng.integers(count))], label.shape)
