@@ -92,6 +92,8 @@ def test_flare21_merges_the_left_kidney_into_its_kidney_class():
     assert set(scores(gt, pred, "flare21")) == {1, 2, 3, 4}
     # Without the merge the right kidney alone scores 2 * 160 / (320 + 160).
     assert scores(gt, pred, "flare22")[RIGHT_KIDNEY][0] == pytest.approx(2 / 3)
+    # The ground truth is read as the script reads it: a 13 in it is no kidney of class 2.
+    assert scores(pred, pred, "flare21")[RIGHT_KIDNEY][0] == pytest.approx(2 / 3)
 
 
 def test_values_are_read_as_each_script_casts_them():
@@ -102,6 +104,10 @@ def test_values_are_read_as_each_script_casts_them():
     assert scores(gt, gt.astype(np.int16) * 257, "flare24-organs")[LIVER] == (1.0, 1.0)
     assert scores(gt, gt.astype(np.int16) * 257, "flare23")[LIVER] == (1.0, 1.0)  # int8 wraps too
     assert scores(gt.astype(np.int16) * 257, gt, "flare21")[LIVER] == (1.0, 1.0)  # its ground truth: uint8
+    huge = gt * np.float64(2 ** 31 + 1)  # the scripts' np.uint8 of such a float: whatever NumPy gives here
+    with np.errstate(invalid="ignore"):
+        expected = float(np.array([2 ** 31 + 1], np.float64).astype(np.uint8)[0] == 1)
+    assert scores(gt, huge, "flare22")[LIVER][0] == expected
 
 
 def test_flare21_scores_at_one_millimetre():

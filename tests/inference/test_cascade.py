@@ -9,8 +9,9 @@ from flareseg.inference.model import LoadedModel
 from flareseg.recipes import recipe_from_dict
 
 
-def _recipe(stages):
-    return recipe_from_dict({"name": "t", "network": {"kwargs": {"levels": 2}}, "stages": stages})
+def _recipe(stages, hu_window=(-100, 300)):
+    return recipe_from_dict({"name": "t", "network": {"kwargs": {"levels": 2}}, "stages": stages,
+                             "preprocess": {"hu_window": list(hu_window)}})
 
 
 COARSE = {"name": "coarse", "labels": [1, 2, 9], "size_zyx": [16, 16, 16], "crop": "whole"}
@@ -76,7 +77,7 @@ def _cube_dice(out, cube):
 
 def test_a_fixed_spacing_coarse_stage_runs_the_whole_scan_and_finds_organs_in_any_field_of_view():
     coarse = {"name": "coarse", "labels": [1], "size_zyx": [8, 8, 8], "crop": "whole", "spacing_mm": [4, 4, 4]}
-    recipe = _recipe([coarse])  # levels 2: sizes are multiples of 4
+    recipe = _recipe([coarse], hu_window=(-1100, 300))  # levels 2: sizes are multiples of 4; air = 100 / 1400
     seen = []
 
     def runner(x):
@@ -85,12 +86,13 @@ def test_a_fixed_spacing_coarse_stage_runs_the_whole_scan_and_finds_organs_in_an
 
     model = LoadedModel(None, recipe, {"coarse": runner}, "test")
     hu = np.full((30, 50, 70), -1000, np.int16)
-    hu[8:24, 12:36, 20:48] = 300  # a bright organ: window [-100, 300] -> 1.0
+    hu[8:24, 12:36, 20:48] = 300  # a bright organ: window [-1100, 300] -> 1.0
     cube = hu == 300
     out = segment_canonical(hu, (2.0, 1.0, 1.0), model)
     # 30x50x70 voxels of 2x1x1 mm at 4 mm: round(15, 12.5, 17.5) = (15, 12, 18), padded with air to (16, 12, 20).
     assert seen[0].shape == (1, 1, 16, 12, 20)
-    assert (seen[0][0, 0, 15] == 0).all() and (seen[0][0, 0, :, :, 18:] == 0).all()  # air pads
+    air = np.float32(100 / 1400)
+    assert np.allclose(seen[0][0, 0, 15], air) and np.allclose(seen[0][0, 0, :, :, 18:], air)  # air pads
     assert _cube_dice(out, cube) > 0.8
     for cut in (slice(0, 20), slice(10, 30), slice(12, 18)):  # fields of view cut at either end, a slab
         part = segment_canonical(np.ascontiguousarray(hu[cut]), (2.0, 1.0, 1.0), model)

@@ -83,5 +83,5 @@ def test_pad_to_multiple_pads_the_end_of_each_axis_and_crops_back(rng):
     np.testing.assert_array_equal(crop(padded, box), array)
     same, _ = pad_to_multiple(padded, 4, -1.0)
     assert same is padded  # already a multiple: no copy
-    at_least, box = pad_to_multiple(array, 4, -1.0, minimum=12)
+    at_least, box = pad_to_multiple(array, 4, -1.0, minimum=10)  # the next multiple of 4 from 10 is 12
     assert at_least.shape == (12, 12, 16) and box.shape == (5, 8, 13)

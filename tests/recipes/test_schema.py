@@ -67,6 +67,11 @@ def _modified(**changes):
     ({"stages__1__epochs": 0}, "epochs must be"),
     ({"stages__0__spacing_mm": [5, 5]}, "three voxel sizes"),
     ({"stages__0__spacing_mm": [5, 0, 5]}, "three voxel sizes"),
+    ({"stages__0__spacing_mm": 5}, "three voxel sizes"),
+    ({"stages__0__spacing_mm": [True, 1, 1]}, "three voxel sizes"),
+    ({"train__foreground_share": "0.5"}, "foreground_share"),
+    ({"train__augment": {"afine": 0.8}}, "train.augment"),
+    ({"train__augment": {"noise": 2}}, "train.augment"),
 ])
 def test_invalid_recipes_are_rejected_with_the_reason(changes, message):
     with pytest.raises(InputError, match=message):

@@ -52,7 +52,8 @@ def score_case(
         except FlaresegError as error:
             raise InputError(f"{case_id}: prediction does not overlay the ground truth ({error})") from None
     gt_array, pred_array, valid = scored_label_maps(gt.array, pred.array, rules)
-    gt_boxes, pred_boxes = ndimage.find_objects(gt_array), ndimage.find_objects(pred_array)
+    top = max(rules.class_ids)  # boxes of the scored classes only, whatever else the maps hold
+    gt_boxes, pred_boxes = ndimage.find_objects(gt_array, top), ndimage.find_objects(pred_array, top)
     spacing = gt.geometry.spacing_zyx_mm
 
     def score(class_id: int) -> ClassScore:

@@ -42,18 +42,19 @@ def scored_label_maps(gt: np.ndarray, pred: np.ndarray, rules: ScoringRules) -> 
 def cast_labels(array: np.ndarray, cast: str) -> np.ndarray:
     """Label values as a script reads them: ``"uint8"``/``"int8"`` truncate toward zero and
     wrap around (as NumPy casts nibabel's floats), ``"none"`` keeps integral values and turns
-    non-integral ones into -1, a value no class has."""
+    non-integral ones (and ones beyond int32) into -1, a value no class has."""
     if cast == "none":
         if np.issubdtype(array.dtype, np.integer):
             return array
-        integral = np.floor(array) == array
-        return np.where(integral, array, -1).astype(np.int64)
+        integral = (np.floor(array) == array) & (np.abs(array) < 2 ** 31)
+        return np.where(integral, array, -1).astype(np.int32)
     dtype = {"uint8": np.uint8, "int8": np.int8}[cast]
     if array.dtype == dtype:
         return array
-    if not np.issubdtype(array.dtype, np.integer):
-        array = np.trunc(array).astype(np.int64)
-    return array.astype(dtype)
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(dtype)  # wraps around, as the float cast does for such values
+    with np.errstate(invalid="ignore"):
+        return array.astype(np.float64).astype(dtype)  # the scripts' own cast of nibabel's floats
 
 
 def score_class(

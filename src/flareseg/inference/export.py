@@ -28,7 +28,7 @@ def export_onnx(model_dir: str | Path, opset: int = 17, rtol: float = 1e-3) -> l
     PyTorch, and record both files' sha256 in ``onnx.json``.
 
     The check runs each network on a seeded random input and on the bundled sample CT as that
-    stage's input (the whole scan, resized and HU-windowed); the max abs logit difference must be
+    stage's input (the whole scan, resized or resampled to the stage's spacing, HU-windowed); the max abs logit difference must be
     at most ``rtol * max(1, max |PyTorch logit|)``. It is relative because onnxruntime's float32
     error grows with the activations: on the bundled coarse stage it is 1e-4 on random input but
     4.7e-3 on the sample CT, whose logits reach 42 (PyTorch float32 is within 2e-5 of float64).

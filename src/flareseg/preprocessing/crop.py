@@ -65,12 +65,12 @@ def paste(target: np.ndarray, box: Box, patch: np.ndarray, where: np.ndarray | N
 
 def pad_to_multiple(array: np.ndarray, multiple: int, value: float, minimum: int = 0) -> tuple[np.ndarray, Box]:
     """``array`` padded with ``value`` at the end of each axis to a multiple of ``multiple``
-    (and to at least ``minimum`` voxels).
+    that is at least ``minimum`` voxels.
 
     Returns:
         The padded array and the box of ``array`` inside it (``crop`` with it undoes the padding).
     """
-    pad = [(0, max(-n % multiple, minimum - n)) for n in array.shape]
+    pad = [(0, -(-max(n, minimum) // multiple) * multiple - n) for n in array.shape]
     box = Box((0,) * array.ndim, tuple(array.shape))  # type: ignore[arg-type]
     if not any(after for _, after in pad):
         return array, box

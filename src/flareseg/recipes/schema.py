@@ -55,8 +55,8 @@ class StageConfig:
             a crop) is resampled to it instead of resized to ``size_zyx``, so an organ's size
             and context in voxels do not depend on the field of view or on the crop's extent.
             Training takes random ``size_zyx`` patches of it; prediction runs the whole
-            resampled input at once, padded with air to a multiple of ``2^levels``. None:
-            resize to ``size_zyx``.
+            resampled input at once, padded with air to a multiple of ``2^levels`` (at least
+            twice it). None: resize to ``size_zyx``.
     """
 
     name: str
@@ -225,14 +225,21 @@ def _validate(recipe: Recipe, source: str) -> None:
             raise InputError(f"{where}: each size must be divisible by 2^levels = {recipe.size_multiple}")
         if stage.spacing_mm is not None:
             spacing = stage.spacing_mm
-            if len(spacing) != 3 or not all(isinstance(v, (int, float)) and 0 < v <= 50 for v in spacing):
-                raise InputError(f"{where}: spacing_mm must be three voxel sizes in mm (0, 50], got {list(spacing)}")
+            if not isinstance(spacing, tuple) or len(spacing) != 3 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 50 for v in spacing):
+                raise InputError(f"{where}: spacing_mm must be three voxel sizes in mm (0, 50], got {spacing!r}")
     train = recipe.train
     if train.schedule not in _SCHEDULES:
         raise InputError(f"{source}: train.schedule must be one of {_SCHEDULES}, got {train.schedule!r}")
     if train.epochs < 1 or train.iterations_per_epoch < 1 or train.batch_size < 1:
         raise InputError(f"{source}: epochs, iterations_per_epoch and batch_size must be >= 1")
-    if not 0 <= train.foreground_share <= 1:
+    if not isinstance(train.foreground_share, (int, float)) or not 0 <= train.foreground_share <= 1:
         raise InputError(f"{source}: train.foreground_share must be in [0, 1]")
+    known = ("affine", "elastic", "intensity", "contrast", "noise", "field_of_view")
+    bad = {k: v for k, v in train.augment.items()
+           if k not in known or not isinstance(v, (int, float)) or not 0 <= v <= 1} if isinstance(train.augment, dict) else 1
+    if bad:
+        raise InputError(f"{source}: train.augment maps some of {list(known)} to probabilities in [0, 1], "
+                         f"got {train.augment!r}")
     if not 0 <= train.val_fraction < 1:
         raise InputError(f"{source}: train.val_fraction must be in [0, 1)")

@@ -57,9 +57,8 @@ def make_batch(samples: list[Sample], indices, compose, device: str, patch=None)
     """
     images, targets = [], []
     for i in indices:
-        image, label = samples[i].image.astype(np.float32), samples[i].label
-        if patch is not None:
-            image, label = patch(image, label)
+        image, label = samples[i].image, samples[i].label
+        image, label = patch(image, label) if patch is not None else (image.astype(np.float32), label)
         if compose is not None:
             image, label = augment_pair(compose, image, label)
         images.append(image[None])
@@ -93,13 +92,14 @@ def validation_dice(net, samples: list[Sample], channels: int, device: str, mult
                     pad_value: float = 0.0) -> np.ndarray:
     """Per-channel DSC over the validation samples (argmax); NaN where never annotated and present.
 
-    Samples of any size are padded with ``pad_value`` to a multiple of ``multiple`` first.
+    Samples of any size are padded with ``pad_value`` to a multiple of ``multiple`` (at least
+    twice it, as prediction does) first.
     """
     inter, total = np.zeros(channels), np.zeros(channels)
     net.eval()
     with torch.inference_mode():
         for sample in samples:
-            image, box = pad_to_multiple(sample.image.astype(np.float32), multiple, pad_value)
+            image, box = pad_to_multiple(sample.image.astype(np.float32), multiple, pad_value, minimum=2 * multiple)
             x = torch.from_numpy(image[None, None]).to(device)
             pred = crop(net(x).argmax(1)[0].cpu().numpy(), box)
             for c in range(1, channels):
