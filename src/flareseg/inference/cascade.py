@@ -15,7 +15,7 @@ import numpy as np
 
 from flareseg.inference.model import LoadedModel
 from flareseg.postprocessing.components import keep_largest_components
-from flareseg.preprocessing.crop import Box, bounding_box, crop, pad_to_multiple, paste
+from flareseg.preprocessing.crop import Box, bounding_box, crop, pad_for_network, paste
 from flareseg.preprocessing.intensity import air_value, clip_and_scale
 from flareseg.preprocessing.resample import resize, shape_for_spacing
 from flareseg.recipes import StageConfig
@@ -32,15 +32,12 @@ def stage_input(hu: np.ndarray, spacing_zyx_mm, stage: StageConfig, hu_window,
     and the box of that array in it.
 
     Resized to ``stage.size_zyx``, or, with ``stage.spacing_mm``, resampled to that spacing
-    and padded with air at the end of each axis to a multiple of ``multiple``, and to at least
-    twice that (at ``multiple`` voxels on every axis, the network's deepest level would hold a
-    single voxel, which instance normalisation cannot normalise).
+    and padded with air for the network (:func:`flareseg.preprocessing.crop.pad_for_network`).
     """
     if stage.spacing_mm is None:
         return network_input(hu, stage.size_zyx, hu_window), Box((0, 0, 0), tuple(stage.size_zyx))
     shape = shape_for_spacing(hu.shape, spacing_zyx_mm, stage.spacing_mm)
-    image, box = pad_to_multiple(clip_and_scale(resize(hu, shape, order=1), hu_window), multiple,
-                                 air_value(hu_window), minimum=2 * multiple)
+    image, box = pad_for_network(clip_and_scale(resize(hu, shape, order=1), hu_window), multiple, air_value(hu_window))
     return image[None, None], box
 
 

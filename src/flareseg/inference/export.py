@@ -54,7 +54,7 @@ def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float,
     import onnxruntime as ort
     import torch
 
-    from flareseg.inference.cascade import network_input, stage_input
+    from flareseg.inference.cascade import stage_input
     from flareseg.models.registry import build_network
 
     net = build_network(recipe.network.name, recipe.network.kwargs, len(stage.labels) + 1)
@@ -63,12 +63,9 @@ def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float,
     net.eval()
     random = np.random.default_rng(0).random((1, 1, *stage.size_zyx), dtype=np.float32)
     hu, spacing = sample_hu
-    window = recipe.preprocess.hu_window
-    dynamic = None
-    if stage.spacing_mm is None:
-        sample = network_input(hu, stage.size_zyx, window)
-    else:  # the scan at a fixed spacing (what a crop of it would be): any multiple of the network's size step
-        sample = stage_input(hu, spacing, stage, window, recipe.size_multiple)[0]
+    sample = stage_input(hu, spacing, stage, recipe.preprocess.hu_window, recipe.size_multiple)[0]
+    dynamic = None  # a stage at a fixed spacing takes any multiple of the network's size step
+    if stage.spacing_mm is not None:
         dynamic = {name: {2: "depth", 3: "height", 4: "width"} for name in ("image", "logits")}
     inputs = {"random input": random, "the sample CT": sample}
     path = onnx_path(model_dir, stage.name)

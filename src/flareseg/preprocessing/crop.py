@@ -75,3 +75,10 @@ def pad_to_multiple(array: np.ndarray, multiple: int, value: float, minimum: int
     if not any(after for _, after in pad):
         return array, box
     return np.pad(array, pad, constant_values=value), box
+
+
+def pad_for_network(array: np.ndarray, multiple: int, value: float) -> tuple[np.ndarray, Box]:
+    """``array`` padded with ``value`` to a multiple of ``multiple`` (``2^levels``) that is at least
+    twice it: at ``multiple`` voxels on every axis the network's deepest level would hold a
+    single voxel, which instance normalisation cannot normalise. Returns the box of ``array``."""
+    return pad_to_multiple(array, multiple, value, minimum=2 * multiple)

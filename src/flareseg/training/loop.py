@@ -19,13 +19,13 @@ import torch
 from flareseg.errors import InputError
 from flareseg.labels import label_name
 from flareseg.models.registry import build_network
-from flareseg.recipes import Recipe, StageConfig, TrainConfig
-from flareseg.preprocessing.crop import crop, pad_to_multiple
+from flareseg.preprocessing.crop import crop, pad_for_network
 from flareseg.preprocessing.intensity import air_value
+from flareseg.recipes import Recipe, StageConfig, TrainConfig
 from flareseg.training.augment import KINDS, augment_pair, build_augmentation
 from flareseg.training.log import write_log
-from flareseg.training.patches import cut_field_of_view, foreground_voxel, random_patch
 from flareseg.training.losses import dice_ce_loss
+from flareseg.training.patches import cut_field_of_view, foreground_voxel, random_patch
 from flareseg.training.samples import Sample
 
 CHECKPOINT = "checkpoint_last.pt"
@@ -92,14 +92,13 @@ def validation_dice(net, samples: list[Sample], channels: int, device: str, mult
                     pad_value: float = 0.0) -> np.ndarray:
     """Per-channel DSC over the validation samples (argmax); NaN where never annotated and present.
 
-    Samples of any size are padded with ``pad_value`` to a multiple of ``multiple`` (at least
-    twice it, as prediction does) first.
+    Samples of any size are padded with ``pad_value`` for the network first, as prediction pads them.
     """
     inter, total = np.zeros(channels), np.zeros(channels)
     net.eval()
     with torch.inference_mode():
         for sample in samples:
-            image, box = pad_to_multiple(sample.image.astype(np.float32), multiple, pad_value, minimum=2 * multiple)
+            image, box = pad_for_network(sample.image.astype(np.float32), multiple, pad_value)
             x = torch.from_numpy(image[None, None]).to(device)
             pred = crop(net(x).argmax(1)[0].cpu().numpy(), box)
             for c in range(1, channels):
