@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+
 from flareseg import labels
 
 FLARESEG = [sys.executable, "-m", "flareseg.cli.main"]
@@ -116,3 +118,30 @@ def test_benchmark_command_per_case(tmp_path, data_dir):
     rows = list(csv.DictReader(open(tmp_path / "bench" / "efficiency.csv")))
     assert rows[0]["case"] == "small" and float(rows[0]["peak_ram_mb"]) > 10
     assert "peak RAM MB" in result.stdout
+
+
+def test_a_merged_ground_truth_label_leaves_its_members_unscored(tmp_path, data_dir):
+    from flareseg.io import read_volume, write_labelmap
+
+    gt, pred = _folders(tmp_path, data_dir)
+    reference = read_volume(gt / "case1.nii.gz")
+    merged = reference.array.copy()
+    merged[np.isin(merged, [11, 12])] = 20  # stomach and duodenum drawn as one contour
+    write_labelmap(merged, reference.geometry, gt / "case1.nii.gz")
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    (dataset / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTraining": 2,
+        "labels": {**labels.nnunet_labels(), "stomach_duodenum": 20},
+        "label_mapping": {"stomach_duodenum": ["stomach", "duodenum"]},
+    }))
+    assert run("evaluate", "--pred", pred, "--gt", gt, "--dataset", dataset, "--quiet").returncode == 0
+    merged_rows = {(r["case"], r["class"]): r for r in csv.DictReader(open(pred / "scores.csv"))}
+    shutil.copy(data_dir / "ts_example" / "flare_labels_fullct_from_v1normal.nii.gz", gt / "case1.nii.gz")
+    assert run("evaluate", "--pred", pred, "--gt", gt, "--quiet").returncode == 0
+    plain_rows = {(r["case"], r["class"]): r for r in csv.DictReader(open(pred / "scores.csv"))}
+    for name in ("stomach", "duodenum"):
+        assert merged_rows["case1", name]["dsc"] == "" and float(plain_rows["case1", name]["dsc"]) > 0.5
+        assert merged_rows["case2", name]["dsc"] == plain_rows["case2", name]["dsc"]  # no merged label there
+    for name in ("liver", "pancreas", "spleen"):
+        assert merged_rows["case1", name]["dsc"] == plain_rows["case1", name]["dsc"]

@@ -11,6 +11,7 @@ import pytest
 from flareseg import labels
 from flareseg.datasets import list_cases, load_spec
 from flareseg.datasets.check import check_dataset, format_report
+from flareseg.datasets.label_mapping import MERGED_BASE
 from flareseg.errors import InputError
 from flareseg.io import read_volume, write_labelmap
 
@@ -126,3 +127,21 @@ def test_malformed_dataset_json_is_an_input_error(tmp_path):
     (tmp_path / "dataset.json").write_text("[]")
     with pytest.raises(InputError, match="missing key"):
         check_dataset(tmp_path)
+
+
+def test_a_merged_label_checks_clean_and_is_listed(tmp_path, data_dir):
+    root = tmp_path / "ds"
+    root.mkdir()
+    source = data_dir / "tcia_pancreatic_ct_cbct_seg_cb001"
+    _add(root, "cb001", source / "ct.nii.gz", source / "label.nii.gz")
+    names = {"background": 0, "Stomach_duo_planCT": 1, "Bowel_sm_planCT": 2, "LUNG_L": 3, "LUNG_R": 4, "ROI": 5}
+    mapping = {"Stomach_duo_planCT": ["stomach", "duodenum"], "Bowel_sm_planCT": None, "LUNG_L": None,
+               "LUNG_R": None, "ROI": None}
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "labels": names, "numTraining": 1, "file_ending": ".nii.gz",
+        "label_mapping": mapping, "annotated_classes": {"cb001": [1]}}))
+    report = check_dataset(root, progress=False)
+    assert report.errors == []
+    text = format_report(report)
+    assert "Stomach_duo_planCT=1 -> one of 11 stomach, 12 duodenum" in text
+    assert report.class_voxels == {MERGED_BASE: 83300}  # the contour's voxel count in labels.json

@@ -9,7 +9,7 @@ import pytest
 
 from flareseg import labels
 from flareseg.datasets import load_spec
-from flareseg.datasets.label_mapping import UNDECLARED, build_mapping, flare_mapping
+from flareseg.datasets.label_mapping import MERGED_BASE, UNDECLARED, build_mapping, flare_mapping
 from flareseg.errors import InputError
 
 # AMOS's dataset.json labels, written out by hand (AMOS 2022 challenge release).
@@ -126,3 +126,35 @@ def test_load_spec_rejects_an_unknown_name(tmp_path):
     _write_spec(tmp_path, AMOS_LABELS)
     with pytest.raises(InputError, match=r"dataset.json: label\(s\) 'bladder' \(value 14\), 'prostate/uterus'"):
         load_spec(tmp_path)
+
+
+def test_a_list_declares_a_merged_label_standing_for_its_members(tmp_path):
+    names = {"background": 0, "Stomach_duo_planCT": 1, "LUNG_L": 2, "liver": 3}
+    mapping = build_mapping(names, {"Stomach_duo_planCT": ["stomach", "Duodenum"], "LUNG_L": None})
+    stomach, duodenum = labels.BY_NAME["stomach"].id, labels.BY_NAME["duodenum"].id  # 11, 12
+    assert mapping.merged == {MERGED_BASE: (stomach, duodenum)}
+    assert mapping.class_ids == (1, 11, 12)  # the members are labelled, as one contour
+    assert mapping.entries[0].describe() == "Stomach_duo_planCT=1 -> one of 11 stomach, 12 duodenum"
+    assert mapping.translate(np.array([0, 1, 2, 3], np.int16)).tolist() == [0, MERGED_BASE, 0, 1]
+    # annotated_classes naming the merged value annotates its members
+    _write_spec(tmp_path, names, label_mapping={"Stomach_duo_planCT": ["stomach", "duodenum"], "LUNG_L": None},
+                annotated_classes={"case": [1]})
+    assert load_spec(tmp_path).annotated_for("case") == (11, 12)
+
+
+@pytest.mark.parametrize("explicit, match", [
+    ({"merged": ["stomach"]}, "two or more different classes"),
+    ({"merged": ["stomach", "stomach"]}, "two or more different classes"),
+    ({"merged": ["stomach", "bowel"]}, "'bowel', which is not a flareseg class"),
+    ({"merged": ["stomach", 12]}, "12, which is not a flareseg class"),
+])
+def test_malformed_merged_labels(explicit, match):
+    with pytest.raises(InputError, match=match):
+        build_mapping({"background": 0, "merged": 1}, explicit)
+
+
+def test_two_merged_names_for_one_set_is_an_error_but_a_member_may_have_its_own_name():
+    with pytest.raises(InputError, match="both mean one of"):
+        build_mapping({"background": 0, "a": 1, "b": 2}, {"a": ["stomach", "duodenum"], "b": ["duodenum", "stomach"]})
+    mapping = build_mapping({"background": 0, "a": 1, "stomach": 2}, {"a": ["stomach", "duodenum"]})
+    assert mapping.translate(np.array([1, 2])).tolist() == [MERGED_BASE, 11]

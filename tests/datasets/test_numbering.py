@@ -123,7 +123,7 @@ def test_dataset_check_command_prints_the_mapping_and_writes_it(two_numberings, 
     assert main(["dataset", "check", str(two_numberings["amos"]), "--quiet", "--json", str(tmp_path / "r.json")]) == 0
     assert "  postcava=9 -> 6 inferior_vena_cava" in capsys.readouterr().out.splitlines()
     written = json.loads((tmp_path / "r.json").read_text())
-    assert {"name": "spleen", "value": 1, "class_id": 3} in written["label_mapping"]
+    assert {"name": "spleen", "value": 1, "class_id": 3, "members": []} in written["label_mapping"]
 
 
 def test_unknown_name_stops_dataset_check_with_one_line(two_numberings, tmp_path, capsys):

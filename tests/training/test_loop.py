@@ -38,8 +38,9 @@ def test_validation_dice_counts_annotated_classes_only():
     label[:2] = 1
     label[2:, :2] = 2
     image = (label / 10).astype(np.float16)
-    full = Sample("a", image, label, np.array([True, True, True]))
-    partial = Sample("b", image, np.where(label == 2, 0, label).astype(np.uint8), np.array([True, True, False]))
+    full = Sample("a", image, label, np.array([True, True, True]), np.zeros((0, 3), bool))
+    partial = Sample("b", image, np.where(label == 2, 0, label).astype(np.uint8), np.array([True, True, False]),
+                     np.zeros((0, 3), bool))
     dice = validation_dice(_Oracle(), [full, partial], 3, "cpu")
     assert dice[1] == pytest.approx(1.0) and dice[2] == pytest.approx(1.0)
     only_partial = validation_dice(_Oracle(), [partial], 3, "cpu")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -51,3 +54,44 @@ def test_gradients_flow_and_are_finite_with_masked_channels():
     annotated = torch.tensor([[True, True, False], [True, True, True]])
     dice_ce_loss(logits, target, annotated).backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_a_merged_label_is_scored_on_the_sum_of_its_members_probabilities():
+    # One voxel, channels background/stomach/duodenum; the label says "stomach or duodenum" (target 3 = set 0).
+    logits = torch.tensor([0.3, -1.2, 0.8]).view(1, 3, 1, 1, 1)
+    target = torch.full((1, 1, 1, 1), 3)
+    annotated = torch.ones(1, 3, dtype=torch.bool)
+    sets = torch.tensor([[[False, True, True]]])
+    e = [math.exp(v) for v in (0.3, -1.2, 0.8)]
+    p_set = (e[1] + e[2]) / sum(e)
+    # CE: -log(p1 + p2). Dice: the members' own Dice is left out, the set's Dice takes its place.
+    expected = -math.log(p_set) + 1 - (2 * p_set + 1e-5) / (p_set + 1 + 1e-5)
+    loss = dice_ce_loss(logits, target, annotated, sets=sets)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_inside_a_merged_label_either_member_is_right_and_background_is_wrong():
+    target = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    target[0, :2] = 3  # "stomach or duodenum"
+    sets = torch.tensor([[[False, True, True]]])
+    annotated = torch.ones(1, 3, dtype=torch.bool)
+
+    def answer(channel_in_region):
+        logits = torch.full((1, 3, 4, 4, 4), -10.0)
+        logits[0, 0, 2:] = 10
+        logits[0, channel_in_region, :2] = 10
+        return dice_ce_loss(logits, target, annotated, sets=sets)
+
+    assert answer(1) < 1e-3 and answer(2) < 1e-3
+    assert answer(0) > 1.0
+
+
+def test_no_sets_is_the_plain_loss():
+    torch.manual_seed(1)
+    logits, target = torch.randn(2, 3, 4, 4, 4), torch.randint(0, 3, (2, 4, 4, 4))
+    annotated = torch.tensor([[True, True, True], [True, False, True]])
+    empty = torch.zeros(2, 0, 3, dtype=torch.bool)
+    unused = torch.zeros(2, 1, 3, dtype=torch.bool)  # a batch where another sample had a set
+    plain = dice_ce_loss(logits, target, annotated)
+    assert torch.allclose(dice_ce_loss(logits, target, annotated, sets=empty), plain)
+    assert torch.allclose(dice_ce_loss(logits, target, annotated, sets=unused), plain)

@@ -144,3 +144,26 @@ def test_epochs_on_the_command_line_sets_every_stage_and_is_saved(real_dataset, 
     for stage in ("coarse", "abdominal_large", "small"):
         log = json.loads((out / "training" / stage / "log.json").read_text())
         assert [row["epoch"] for row in log] == [1], stage
+
+
+def test_a_merged_clinical_contour_trains_beside_full_labels(real_dataset, tiny_recipe_file, tmp_path, data_dir):
+    """The TCIA case's one stomach+duodenum contour, declared as a merged label, trains the coarse stage."""
+    from flareseg.io import write_labelmap
+
+    source = data_dir / "tcia_pancreatic_ct_cbct_seg_cb001"
+    contour = read_volume(source / "label.nii.gz")  # 1 = Stomach_duo_planCT (labels.json); the rest is not FLARE
+    write_labelmap((contour.array == 1).astype(np.uint8) * 20, contour.geometry,
+                   real_dataset / "labelsTr" / "tcia_cb001.nii.gz")
+    spec = json.loads((real_dataset / "dataset.json").read_text())
+    spec["labels"]["stomach_duodenum"] = 20
+    spec["label_mapping"] = {"stomach_duodenum": ["stomach", "duodenum"]}
+    spec["annotated_classes"]["tcia_cb001"] = [20]
+    spec["unlabelled"] = []
+    (real_dataset / "dataset.json").write_text(json.dumps(spec))
+
+    recipe = load_recipe(tiny_recipe_file(epochs=1, iterations_per_epoch=4, batch_size=4))
+    model_dir = train_model(real_dataset, recipe, tmp_path / "model", RunOptions(progress=False))
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert "tcia_cb001" in meta["training"]["train_cases"]
+    log = json.loads((model_dir / "training" / "coarse" / "log.json").read_text())
+    assert np.isfinite(log[0]["train_loss"])

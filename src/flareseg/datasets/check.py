@@ -136,7 +136,9 @@ def _check_label(spec: DatasetSpec, case_id: str, geometry: Geometry, report: Da
         return False
     flare_ids = spec.to_flare(ids).tolist()  # the map's values, translated by name
     annotated = spec.annotated_for(case_id)
-    not_annotated = [v for v, c in zip(ids.tolist(), flare_ids) if c and c not in annotated]
+    merged = spec.mapping.merged
+    not_annotated = [v for v, c in zip(ids.tolist(), flare_ids)
+                     if c and not set(merged.get(c, (c,))) <= set(annotated)]
     if not_annotated:
         report.add(case_id, ERROR, f"label value(s) {not_annotated} present but not in annotated_classes")
         return False
@@ -165,9 +167,11 @@ def format_report(report: DatasetReport) -> str:
         "",
         f"{'id':>3}  {'class':<22} {'cases':>5} {'voxels':>12}",
     ]
-    for class_id in report.spec.class_ids:
+    rows = [(class_id, label_name(class_id)) for class_id in report.spec.class_ids]
+    rows += [(e.class_id, e.name) for e in report.spec.mapping.entries if e.members]  # merged labels
+    for class_id, name in rows:
         lines.append(
-            f"{class_id:>3}  {label_name(class_id):<22} {report.class_cases.get(class_id, 0):>5} "
+            f"{class_id:>3}  {name:<22} {report.class_cases.get(class_id, 0):>5} "
             f"{report.class_voxels.get(class_id, 0):>12}"
         )
     lines.append("")

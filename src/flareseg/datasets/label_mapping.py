@@ -4,9 +4,13 @@ nnU-Net's ``dataset.json`` maps names to voxel values (``"labels": {"spleen": 1,
 the names, not the values, say which organ a voxel is. Each name is matched to a FLARE class
 by :func:`flareseg.labels.class_for_name` (its name or a usual alias). The optional flareseg
 key ``label_mapping`` settles the other names: ``{"bladder": null, "hepar": "liver"}`` ignores
-``bladder`` (its voxels become background 0) and reads ``hepar`` as the liver.
+``bladder`` (its voxels become background 0) and reads ``hepar`` as the liver. A list of two
+or more classes declares a *merged* label, one value meaning "one of these classes", as a
+clinical contour of stomach and duodenum together: ``{"Stomach_duo": ["stomach", "duodenum"]}``.
 
-Label maps are translated with a 256-entry lookup table (dataset value -> FLARE id).
+Label maps are translated with a 256-entry lookup table (dataset value -> FLARE id). A merged
+label becomes a code of its own, :data:`MERGED_BASE` + its index, which training reads as
+"one of its members" (:mod:`flareseg.training.losses`) and scoring leaves out.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from flareseg.labels import BACKGROUND, class_for_name, label_name, nnunet_label
 #: Lookup-table entry of values not declared in ``labels`` (never a FLARE id).
 UNDECLARED = 255
 MAX_VALUE = 255
+#: Translated code of the first merged label; the k-th is ``MERGED_BASE + k`` (never a FLARE id).
+MERGED_BASE = 200
 
 
 @dataclass(frozen=True)
@@ -30,16 +36,23 @@ class MappedLabel:
     Attributes:
         name: The name as written in ``labels``.
         value: Its voxel value in the dataset's label maps.
-        class_id: The FLARE class id, or 0 when the name is ignored (read as background).
+        class_id: The FLARE class id, 0 when the name is ignored (read as background), or
+            the merged label's code (``MERGED_BASE + k``).
+        members: The FLARE ids a merged label stands for (one of them); empty otherwise.
     """
 
     name: str
     value: int
     class_id: int
+    members: tuple[int, ...] = ()
 
     def describe(self) -> str:
-        """``"spleen=1 -> 3 spleen"``, or ``"bladder=14 -> ignored (background 0)"``."""
-        target = f"{self.class_id} {label_name(self.class_id)}" if self.class_id else "ignored (background 0)"
+        """``"spleen=1 -> 3 spleen"``, ``"bladder=14 -> ignored (background 0)"``, or
+        ``"Stomach_duo=1 -> one of 11 stomach, 12 duodenum"``."""
+        if self.members:
+            target = "one of " + ", ".join(f"{i} {label_name(i)}" for i in self.members)
+        else:
+            target = f"{self.class_id} {label_name(self.class_id)}" if self.class_id else "ignored (background 0)"
         return f"{self.name}={self.value} -> {target}"
 
 
@@ -58,8 +71,14 @@ class LabelMapping:
 
     @property
     def class_ids(self) -> tuple[int, ...]:
-        """FLARE ids the dataset labels, ascending."""
-        return tuple(sorted(e.class_id for e in self.entries if e.class_id))
+        """FLARE ids the dataset labels, ascending; a merged label's members included."""
+        ids = {e.class_id for e in self.entries if e.class_id and not e.members}
+        return tuple(sorted(ids.union(*(e.members for e in self.entries))))
+
+    @property
+    def merged(self) -> dict[int, tuple[int, ...]]:
+        """Translated code of each merged label -> the FLARE ids it stands for."""
+        return {e.class_id: e.members for e in self.entries if e.members}
 
     @property
     def is_identity(self) -> bool:
@@ -102,8 +121,9 @@ def build_mapping(labels: dict[str, int], explicit: dict[str, str | None] | None
 
     Args:
         labels: nnU-Net ``labels``: name -> voxel value, with ``"background": 0``.
-        explicit: flareseg ``label_mapping``: dataset name -> FLARE class name (any alias), or
-            None to ignore the name. Names listed here are not matched automatically.
+        explicit: flareseg ``label_mapping``: dataset name -> FLARE class name (any alias),
+            None to ignore the name, or a list of two or more class names (a merged label).
+            Names listed here are not matched automatically.
         source: Where the labels come from, to begin error messages.
 
     Raises:
@@ -115,6 +135,11 @@ def build_mapping(labels: dict[str, int], explicit: dict[str, str | None] | None
     entries, unknown = [], []
     for name, value in sorted(labels.items(), key=lambda item: item[1]):
         if value == BACKGROUND:
+            continue
+        if isinstance(explicit.get(name), list):
+            members = tuple(sorted({class_for_name(target).id for target in explicit[name]}))
+            code = MERGED_BASE + sum(1 for e in entries if e.members)
+            entries.append(MappedLabel(name, value, code, members))
             continue
         class_id = _class_id(name, explicit)
         if class_id is None:
@@ -148,9 +173,21 @@ def _checked_explicit(labels: dict[str, int], explicit, source: str) -> dict[str
     for name, target in explicit.items():
         if name not in labels or labels[name] == BACKGROUND:
             raise InputError(f"{source}: label_mapping names {name!r}, which is not a foreground name in 'labels'")
-        if target is not None and (not isinstance(target, str) or class_for_name(target) is None):
+        if isinstance(target, list):
+            _check_merged(name, target, source)
+        elif target is not None and (not isinstance(target, str) or class_for_name(target) is None):
             raise InputError(f"{source}: label_mapping maps {name!r} to {target!r}, which is not a flareseg class")
     return explicit
+
+
+def _check_merged(name: str, targets: list, source: str) -> None:
+    """A merged label names two or more distinct flareseg classes."""
+    bad = [t for t in targets if not isinstance(t, str) or class_for_name(t) is None]
+    if bad:
+        raise InputError(f"{source}: label_mapping maps {name!r} to {bad[0]!r}, which is not a flareseg class")
+    if len({class_for_name(t).id for t in targets}) < 2:
+        raise InputError(f"{source}: label_mapping maps {name!r} to {targets!r}: a merged label names two or more "
+                         f"different classes (use a plain class name for one)")
 
 
 def _check_values(labels: dict[str, int], source: str) -> None:
@@ -165,7 +202,13 @@ def _check_values(labels: dict[str, int], source: str) -> None:
 
 def _check_one_name_per_class(entries: list[MappedLabel], source: str) -> None:
     seen: dict[int, MappedLabel] = {}
-    for entry in (e for e in entries if e.class_id):
+    sets: dict[tuple[int, ...], MappedLabel] = {}
+    for entry in (e for e in entries if e.members):
+        first = sets.setdefault(entry.members, entry)
+        if first is not entry:
+            raise InputError(f"{source}: labels {first.name!r} (value {first.value}) and {entry.name!r} (value "
+                             f"{entry.value}) both mean one of {list(entry.members)}")
+    for entry in (e for e in entries if e.class_id and not e.members):
         first = seen.get(entry.class_id)
         if first:
             raise InputError(f"{source}: labels {first.name!r} (value {first.value}) and {entry.name!r} (value "

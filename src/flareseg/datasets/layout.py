@@ -16,8 +16,10 @@ A dataset folder holds::
 ``unlabelled``
     ``["CASE", ...]``: cases with an image and no label map (for semi-supervised training).
 ``label_mapping``
-    ``{"NAME": "flareseg class" | null}``: what a name of ``labels`` means when it is not a
-    flareseg class name or alias; null ignores it (its voxels are read as background).
+    ``{"NAME": "flareseg class" | null | ["class", "class", ...]}``: what a name of ``labels``
+    means when it is not a flareseg class name or alias; null ignores it (its voxels are read
+    as background); a list makes it a merged label, "one of these classes" (a contour of
+    stomach and duodenum together), which training uses as such and scoring leaves out.
 
 The names in ``labels`` decide what a value means: values are translated to FLARE ids by
 name (:mod:`flareseg.datasets.label_mapping`) when cases are read, checked or scored.
@@ -153,7 +155,11 @@ def _annotated_classes(declared: dict, labels: dict[str, int], mapping: LabelMap
         unknown = sorted(set(ids) - values)
         if unknown:
             raise InputError(f"{path}: annotated_classes[{case_id!r}] names unknown class ids {unknown}")
-        annotated[case_id] = tuple(sorted({mapping.class_of(i) for i in ids} - {0}))
+        classes = set()
+        for value in ids:
+            class_id = mapping.class_of(value)
+            classes.update(mapping.merged.get(class_id, (class_id,)))
+        annotated[case_id] = tuple(sorted(classes - {0}))
     return annotated
 
 

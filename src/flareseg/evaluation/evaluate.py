@@ -131,5 +131,20 @@ def evaluate_folders(
                 gt = Volume(spec.to_flare(gt.array), gt.geometry)
             except InputError as error:
                 raise InputError(f"{gt_files[case_id]}: {error}") from None
+            annotated = unmerged_classes(gt.array, annotated, spec.mapping.merged)
         scores.extend(score_case(gt, pred, case_id, rules, annotated, threads))
     return scores
+
+
+def unmerged_classes(gt, annotated, merged: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
+    """The annotated classes that can be scored one by one: a merged label present in ``gt``
+    (stomach and duodenum as one contour) leaves its members unscored (NaN).
+
+    Args:
+        gt: Ground truth as FLARE ids and merged codes, any shape.
+        annotated: FLARE ids annotated in the case.
+        merged: Merged code -> its member FLARE ids (``LabelMapping.merged``).
+    """
+    present = [code for code in merged if np.any(gt == code)] if merged else []
+    members = {i for code in present for i in merged[code]}
+    return tuple(i for i in annotated if i not in members)

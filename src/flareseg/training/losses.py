@@ -5,6 +5,11 @@ were *not* annotated are merged into background before the loss: predicting an
 unannotated organ where the label says "background" is then not punished (marginal loss,
 Shi et al. 2021; used by FLARE partial-label methods). With every class annotated the
 loss is the usual Dice + CE.
+
+A *merged* label (one contour of stomach and duodenum, "one of these classes") is a target
+index past the channels, ``C + j``, that stands for the set ``sets[b, j]`` of channels: its
+probability is the sum of theirs (CE on log sum p), and Dice scores that sum against the
+merged mask in place of the members' own Dice, which the merged voxels cannot tell apart.
 """
 
 from __future__ import annotations
@@ -33,24 +38,47 @@ def marginal_log_probs(logits: torch.Tensor, annotated: torch.Tensor) -> torch.T
     return torch.cat([background, log_p[:, 1:].masked_fill(~keep[:, 1:], float("-inf"))], dim=1)
 
 
+def set_log_probs(log_p: torch.Tensor, sets: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each channel set: log of the sum of its channels' probabilities.
+
+    Args:
+        log_p: ``[B, C, *spatial]`` log-probabilities.
+        sets: ``[B, K, C]`` bool, channel set ``k`` of each case (an all-False row is unused).
+
+    Returns:
+        ``[B, K, *spatial]``; -inf for unused rows.
+    """
+    view = sets.shape + (1,) * (log_p.dim() - 2)
+    expanded = log_p.unsqueeze(1).masked_fill(~sets.view(view), float("-inf"))
+    return torch.logsumexp(expanded, dim=2)
+
+
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor,
-                 dice_weight: float = 1.0, ce_weight: float = 1.0, smooth: float = 1e-5) -> torch.Tensor:
+                 dice_weight: float = 1.0, ce_weight: float = 1.0, smooth: float = 1e-5,
+                 sets: torch.Tensor | None = None) -> torch.Tensor:
     """Marginal Dice + CE.
 
     Args:
         logits: ``[B, C, *spatial]`` network output.
-        target: ``[B, *spatial]`` int64 channel indices; unannotated classes must appear as 0.
+        target: ``[B, *spatial]`` int64 channel indices; unannotated classes must appear as 0;
+            ``C + j`` is merged label ``j`` (see ``sets``).
         annotated: ``[B, C]`` bool, which channels were annotated per case.
         dice_weight, ce_weight: Weights of the two terms.
         smooth: Added to the Dice numerator and denominator.
+        sets: ``[B, K, C]`` bool, the channels each merged label stands for, or None.
     """
     log_merged = marginal_log_probs(logits, annotated)
+    weight = annotated.to(log_merged.dtype).clone()
+    weight[:, 0] = 0  # foreground classes only
+    if sets is not None and sets.shape[1]:
+        log_merged = torch.cat([log_merged, set_log_probs(log_merged, sets)], dim=1)
+        used = sets.any(dim=2)
+        members = (sets & used.unsqueeze(2)).any(dim=1)
+        weight = torch.cat([weight.masked_fill(members, 0), used.to(weight.dtype)], dim=1)
     ce = F.nll_loss(log_merged, target)
     probs = log_merged.exp()
-    onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).to(probs.dtype)
+    onehot = F.one_hot(target, log_merged.shape[1]).movedim(-1, 1).to(probs.dtype)
     dims = tuple(range(2, logits.dim()))
     dice = (2 * (probs * onehot).sum(dims) + smooth) / (probs.sum(dims) + onehot.sum(dims) + smooth)
-    weight = annotated.to(probs.dtype).clone()
-    weight[:, 0] = 0  # foreground classes only
     dice_loss = 1 - (dice * weight).sum() / weight.sum().clamp_min(1)
     return dice_weight * dice_loss + ce_weight * ce

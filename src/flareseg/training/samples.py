@@ -2,8 +2,10 @@
 and cached as ``.npz`` so that epochs never re-decode NIfTI.
 
 A sample is ``image`` (float16 ``[D, H, W]`` in [0, 1]), ``label`` (uint8 channel indices of
-the stage; 0 for background *and* for classes not annotated in the case) and ``annotated``
-(bool ``[C]``, channel 0 included). Crop stages store ``crops_per_case`` crops per label
+the stage; 0 for background *and* for classes not annotated in the case; ``C + j`` for the
+case's merged label ``j``), ``annotated`` (bool ``[C]``, channel 0 included) and ``sets``
+(bool ``[K, C]``: the channels merged label ``j`` stands for; see
+:func:`flareseg.training.losses.dice_ce_loss`). Crop stages store ``crops_per_case`` crops per label
 subset, each with a random margin jitter, as the coarse stage's boxes vary at prediction.
 A stage with ``spacing_mm`` stores the whole scan or its crops resampled to that spacing
 (any shape); training takes random patches of them (:mod:`flareseg.training.patches`).
@@ -28,17 +30,22 @@ from flareseg.preprocessing.resample import resize, shape_for_spacing
 from flareseg.recipes import Recipe, StageConfig
 
 
+#: Bumped when the layout of cached samples changes, so that old caches are rebuilt.
+CACHE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class Sample:
     case_id: str
     image: np.ndarray
     label: np.ndarray
     annotated: np.ndarray
+    sets: np.ndarray
 
 
 def stage_key(recipe: Recipe, stage: StageConfig, crops_per_case: int) -> str:
     """Hash of everything that determines a stage's cached samples."""
-    text = json.dumps([recipe.preprocess.hu_window, stage.labels, stage.size_zyx, stage.crop,
+    text = json.dumps([CACHE_VERSION, recipe.preprocess.hu_window, stage.labels, stage.size_zyx, stage.crop,
                        stage.margin_mm, recipe.train.crop_jitter_mm, recipe.train.seed, crops_per_case]
                       + ([stage.spacing_mm] if stage.spacing_mm else []), default=list)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
@@ -74,6 +81,28 @@ def channel_lookup(stage: StageConfig, annotated: tuple[int, ...]) -> np.ndarray
     return lookup
 
 
+def merged_targets(stage: StageConfig, annotated: tuple[int, ...], merged: dict[int, tuple[int, ...]],
+                   lookup: np.ndarray) -> np.ndarray:
+    """Give each merged label of a case its stage target; returns the channel sets ``[K, C]``.
+
+    A merged label stands, in this stage, for its annotated members among the stage's labels
+    and, when some member lies outside them, for background too. A set of one channel is that
+    channel; a larger set ``j`` becomes target ``C + j``. ``lookup`` is updated in place.
+    """
+    channels = len(stage.labels) + 1
+    sets = []
+    for code, members in sorted(merged.items()):
+        chosen = {int(lookup[i]) for i in members if i in stage.labels and i in annotated}
+        if any(i not in stage.labels or i not in annotated for i in members):
+            chosen.add(0)
+        if len(chosen) == 1:
+            lookup[code] = chosen.pop()
+            continue
+        lookup[code] = channels + len(sets)
+        sets.append([c in chosen for c in range(channels)])
+    return np.array(sets, bool).reshape(len(sets), channels)
+
+
 def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, recipe: Recipe,
                  rng: np.random.Generator, crops_per_case: int) -> list[Sample]:
     """The samples of one case for one stage (none when the case annotates none of its classes)."""
@@ -81,6 +110,8 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
     if not annotated_ids:
         return []
     lookup = channel_lookup(stage, annotated_ids)
+    merged = case.mapping.merged
+    sets = merged_targets(stage, annotated_ids, merged, lookup)
     annotated = np.array([True] + [i in annotated_ids for i in stage.labels])
     window = recipe.preprocess.hu_window
 
@@ -89,14 +120,16 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
         if stage.spacing_mm:
             shape = shape_for_spacing(hu_part.shape, spacing_zyx_mm, stage.spacing_mm)
         image = clip_and_scale(resize(hu_part, shape, order=1), window).astype(np.float16)
-        return Sample(case.case_id, image, resize(lookup[label_part], shape, order=0), annotated)
+        return Sample(case.case_id, image, resize(lookup[label_part], shape, order=0), annotated, sets)
 
     if stage.crop == "whole":
         return [make(hu, label)]
     subsets = [stage.labels] if stage.crop == "group" else [(i,) for i in stage.labels]
     samples = []
     for subset in subsets:
-        box = bounding_box(np.isin(label, [i for i in subset if i in annotated_ids]))
+        wanted = [i for i in subset if i in annotated_ids]
+        wanted += [code for code, members in merged.items() if set(members) & set(wanted)]
+        box = bounding_box(np.isin(label, wanted))
         if box is None:
             continue
         for _ in range(crops_per_case):
@@ -105,6 +138,12 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
             jittered = box.expanded(margin, hu.shape)
             samples.append(make(crop(hu, jittered), crop(label, jittered)))
     return samples
+
+
+def case_signature(case: Case) -> str:
+    """What a case's cached samples depend on besides the recipe: its files and label meaning."""
+    entries = [(e.name, e.value, e.class_id, e.members) for e in case.mapping.entries]
+    return json.dumps([case.image.name, case.label.name if case.label else None, case.annotated, entries])
 
 
 def cache_samples(cases: list[Case], recipe: Recipe, cache_dir: Path, crops_per_case: int = 4,
@@ -121,14 +160,16 @@ def cache_samples(cases: list[Case], recipe: Recipe, cache_dir: Path, crops_per_
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     for index, case in enumerate(tqdm(cases, desc="preprocess", unit="case", leave=False, disable=not progress)):
-        missing = [stage for stage in recipe.stages if not (folders[stage.name] / f"{case.case_id}.npz").is_file()]
+        signature = case_signature(case)
+        missing = [stage for stage in recipe.stages
+                   if _signature(folders[stage.name] / f"{case.case_id}.npz") != signature]
         if not missing:
             continue
         hu, label, spacing = read_case(case)
         for stage in missing:
             rng = np.random.default_rng([recipe.train.seed, index])
             built = case_samples(hu, label, spacing, case, stage, recipe, rng, crops_per_case)
-            _save(folders[stage.name] / f"{case.case_id}.npz", built)
+            _save(folders[stage.name] / f"{case.case_id}.npz", built, signature)
     return folders
 
 
@@ -137,16 +178,27 @@ def load_samples(cases: list[Case], folder: Path) -> list[Sample]:
     return [sample for case in cases for sample in _load(Path(folder) / f"{case.case_id}.npz", case.case_id)]
 
 
-def _save(path: Path, samples: list[Sample]) -> None:
+def _save(path: Path, samples: list[Sample], signature: str) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     arrays = {}
     for i, s in enumerate(samples):
-        arrays.update({f"image{i}": s.image, f"label{i}": s.label, f"annotated{i}": s.annotated})
-    np.savez(tmp, count=len(samples), **arrays)
+        arrays.update({f"image{i}": s.image, f"label{i}": s.label, f"annotated{i}": s.annotated, f"sets{i}": s.sets})
+    np.savez(tmp, count=len(samples), signature=signature, **arrays)
     tmp.replace(path)
+
+
+def _signature(path: Path) -> str | None:
+    """The case signature a cached file was built for; None when there is no usable file."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            return str(data["signature"])
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _load(path: Path, case_id: str) -> list[Sample]:
     with np.load(path) as data:
-        return [Sample(case_id, data[f"image{i}"], data[f"label{i}"], data[f"annotated{i}"])
+        return [Sample(case_id, data[f"image{i}"], data[f"label{i}"], data[f"annotated{i}"], data[f"sets{i}"])
                 for i in range(int(data["count"]))]

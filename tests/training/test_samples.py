@@ -1,0 +1,80 @@
+"""Stage samples, with a real merged partial label: the clinical stomach+duodenum contour."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from flareseg.datasets import list_cases, load_spec
+from flareseg.recipes import StageConfig, load_recipe
+from flareseg.training.samples import cache_samples, load_samples, merged_targets
+
+
+def _stage(labels):
+    return StageConfig(name="s", labels=tuple(labels), size_zyx=(16, 16, 16))
+
+
+@pytest.mark.parametrize("labels, expected_target, expected_set", [
+    # both members in the stage: a set of their two channels (11 and 12 are channels 11 and 12 here)
+    (range(1, 14), 14, [c in (11, 12) for c in range(14)]),
+    ((11, 4, 12), 4, [False, True, False, True]),
+    # one member in the stage: "stomach, or a class of another stage" = stomach or background
+    ((1, 11), 3, [True, False, True]),
+    # no member: plain background, no set
+    ((5, 6), 0, None),
+])
+def test_merged_targets_by_hand(labels, expected_target, expected_set):
+    stage = _stage(labels)
+    lookup = np.zeros(256, np.uint8)
+    for channel, class_id in enumerate(stage.labels, start=1):
+        lookup[class_id] = channel
+    sets = merged_targets(stage, tuple(stage.labels), {200: (11, 12)}, lookup)
+    assert lookup[200] == expected_target
+    if expected_set is None:
+        assert sets.shape == (0, len(stage.labels) + 1)
+    else:
+        assert sets.tolist() == [expected_set]
+
+
+@pytest.fixture
+def tcia_dataset(tmp_path, data_dir):
+    """The TCIA case in its own numbering, its stomach+duodenum contour declared as merged."""
+    source = data_dir / "tcia_pancreatic_ct_cbct_seg_cb001"
+    root = tmp_path / "tcia"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    shutil.copy(source / "ct.nii.gz", root / "imagesTr" / "cb001_0000.nii.gz")
+    shutil.copy(source / "label.nii.gz", root / "labelsTr" / "cb001.nii.gz")
+    ids = {name: entry["id"] for name, entry in json.loads((source / "labels.json").read_text())["mapping"].items()}
+    mapping = {name: None for name in ids}
+    mapping["Stomach_duo_planCT"] = ["stomach", "duodenum"]
+    spec = {"channel_names": {"0": "CT"}, "labels": {"background": 0, **ids}, "numTraining": 1,
+            "file_ending": ".nii.gz", "label_mapping": mapping}
+    (root / "dataset.json").write_text(json.dumps(spec))
+    return root, ids["Stomach_duo_planCT"]
+
+
+def test_real_merged_contour_becomes_a_set_target_in_every_stage_it_concerns(tcia_dataset, tmp_path):
+    root, contour_value = tcia_dataset
+    cases = list_cases(load_spec(root))
+    assert [c.annotated for c in cases] == [(11, 12)]
+    recipe = load_recipe("coarse_to_fine")
+    folders = cache_samples(cases, recipe, tmp_path / "cache", crops_per_case=1, progress=False)
+    contour = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "labelsTr" / "cb001.nii.gz"))) == contour_value
+    by_stage = {stage.name: (stage, load_samples(cases, folders[stage.name])) for stage in recipe.stages}
+    # Only the coarse stage (all organs) and the stage holding stomach and duodenum learn from this case.
+    assert {name for name, (_, samples) in by_stage.items() if samples} == {"coarse", "gastrointestinal"}
+    for stage, samples in (by_stage["coarse"], by_stage["gastrointestinal"]):
+        (sample,) = samples
+        channels = len(stage.labels) + 1
+        members = [stage.labels.index(11) + 1, stage.labels.index(12) + 1]
+        assert sample.sets.tolist() == [[c in members for c in range(channels)]]
+        assert set(np.unique(sample.label).tolist()) == {0, channels}  # nothing but background and the set
+        assert sample.annotated.tolist() == [c == 0 or c in members for c in range(channels)]
+    # The coarse sample (the whole scan resized) holds the contour's share of the volume.
+    coarse = by_stage["coarse"][1][0]
+    assert np.mean(coarse.label == 14) == pytest.approx(contour.mean(), rel=0.1)
