@@ -72,6 +72,8 @@ def _modified(**changes):
     ({"train__foreground_share": "0.5"}, "foreground_share"),
     ({"train__augment": {"afine": 0.8}}, "train.augment"),
     ({"train__augment": {"noise": 2}}, "train.augment"),
+    ({"train__augment": {"low_res": 0.25}}, "train.augment"),
+    ({"train__augment": {"blur": -0.2}}, "train.augment"),
 ])
 def test_invalid_recipes_are_rejected_with_the_reason(changes, message):
     with pytest.raises(InputError, match=message):

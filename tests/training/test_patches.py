@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flareseg.training.patches import MIN_SLAB_SLICES, cut_field_of_view, foreground_voxel, random_patch
+from flareseg.preprocessing.crop import Box
+from flareseg.training.patches import MIN_SLAB_SLICES, axial_slab, cut_field_of_view, foreground_voxel, random_patch
 
 AIR = -0.25
 
@@ -82,3 +83,17 @@ def test_foreground_voxel_is_labelled_and_none_when_empty(rng):
     label[2, 3, 4] = label[5, 6, 7] = 9
     picks = {tuple(int(v) for v in foreground_voxel(label, rng)) for _ in range(30)}
     assert picks == {(2, 3, 4), (5, 6, 7)}
+
+
+def test_axial_slab_keeps_a_quarter_or_more_of_the_box_and_its_other_axes(rng):
+    box = Box((10, 3, 4), (30, 13, 24))  # 20 slices
+    lengths, starts = set(), set()
+    for _ in range(3000):
+        slab = axial_slab(box, rng)
+        assert slab.start[1:] == box.start[1:] and slab.stop[1:] == box.stop[1:]
+        assert box.start[0] <= slab.start[0] < slab.stop[0] <= box.stop[0]
+        lengths.add(slab.shape[0])
+        starts.add(slab.start[0])
+    assert lengths == set(range(5, 21))  # ceil(0.25 * 20) = 5 slices up to all 20
+    assert min(starts) == 10 and max(starts) == 25  # touching either end, or neither
+    assert axial_slab(Box((7, 0, 0), (8, 2, 2)), rng) == Box((7, 0, 0), (8, 2, 2))  # one slice stays one slice

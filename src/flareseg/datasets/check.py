@@ -165,14 +165,13 @@ def format_report(report: DatasetReport) -> str:
         "",
         *format_mapping(report.spec.mapping),
         "",
-        f"{'id':>3}  {'class':<22} {'cases':>5} {'voxels':>12}",
+        f"{'id':>3}  {'class':<28} {'cases':>5} {'voxels':>12}",
     ]
-    rows = [(class_id, label_name(class_id)) for class_id in report.spec.class_ids]
-    rows += [(e.class_id, e.name) for e in report.spec.mapping.entries if e.members]  # merged labels
-    for class_id, name in rows:
+    rows = [(class_id, str(class_id), label_name(class_id)) for class_id in report.spec.class_ids]
+    rows += [(e.class_id, "-", f"{e.name} (merged)") for e in report.spec.mapping.entries if e.members]
+    for key, shown_id, name in rows:
         lines.append(
-            f"{class_id:>3}  {name:<22} {report.class_cases.get(class_id, 0):>5} "
-            f"{report.class_voxels.get(class_id, 0):>12}"
+            f"{shown_id:>3}  {name:<28} {report.class_cases.get(key, 0):>5} {report.class_voxels.get(key, 0):>12}"
         )
     lines.append("")
     for problem in report.problems:

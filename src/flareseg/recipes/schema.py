@@ -82,8 +82,11 @@ class TrainConfig:
     lr_gamma: float = 0.5
     dice_weight: float = 1.0
     ce_weight: float = 1.0
+    # Kind -> probability per sample (flareseg.training.augment.build_augmentation); blur and
+    # low_resolution as nnU-Net's per-sample probabilities. Kinds left out are off.
     augment: dict[str, float] = field(default_factory=lambda: {
-        "affine": 0.8, "elastic": 0.2, "intensity": 0.5, "contrast": 0.3, "noise": 0.2,
+        "affine": 0.8, "elastic": 0.2, "hu_shift": 0.2, "intensity": 0.5, "contrast": 0.3, "noise": 0.2,
+        "blur": 0.2, "low_resolution": 0.25,
     })
     crop_jitter_mm: float = 10.0
     foreground_share: float = 0.33  # patches (stages with spacing_mm) that hold a labelled voxel, as nnU-Net
@@ -115,6 +118,10 @@ class Recipe:
 
 _CROPS = ("whole", "group", "each")
 _SCHEDULES = ("step", "poly")
+#: flareseg.training.augment.KINDS + PATCH_KINDS, not imported so that loading a recipe needs
+#: no training code (a test keeps the two equal).
+_AUGMENT_KINDS = ("affine", "elastic", "hu_shift", "intensity", "contrast", "noise", "blur", "low_resolution",
+                  "field_of_view")
 
 
 def builtin_recipes() -> list[str]:
@@ -235,7 +242,7 @@ def _validate(recipe: Recipe, source: str) -> None:
         raise InputError(f"{source}: epochs, iterations_per_epoch and batch_size must be >= 1")
     if not isinstance(train.foreground_share, (int, float)) or not 0 <= train.foreground_share <= 1:
         raise InputError(f"{source}: train.foreground_share must be in [0, 1]")
-    known = ("affine", "elastic", "intensity", "contrast", "noise", "field_of_view")
+    known = _AUGMENT_KINDS
     bad = {k: v for k, v in train.augment.items()
            if k not in known or not isinstance(v, (int, float)) or not 0 <= v <= 1} if isinstance(train.augment, dict) else 1
     if bad:

@@ -1,33 +1,73 @@
 """Training augmentation from MONAI dictionary transforms, on ``{"image", "label"}`` arrays
-``[C, D, H, W]`` (image preprocessed by the recipe, e.g. HU windowed and scaled to [0, 1];
-label channel indices, resampled nearest).
+``[C, D, H, W]`` (image preprocessed by the recipe: HU clipped to its window and scaled to
+[0, 1], :func:`flareseg.preprocessing.intensity.clip_and_scale`; label channel indices,
+resampled nearest).
 
 Spatial transforms sample outside the volume where they rotate, shrink, shift or deform it.
 There the label becomes background (0) and the image becomes air: -1000 HU put through the
 recipe's own intensity preprocessing (:func:`flareseg.preprocessing.intensity.air_value`),
 never a constant chosen here.
+
+Intensity transforms (every kind but ``affine`` and ``elastic``) change the image only, never
+the label, and do not clip: the image may leave [0, 1], as it does after additive noise.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-KINDS = ("affine", "elastic", "intensity", "contrast", "noise")
+from flareseg.preprocessing.intensity import air_value
+
+KINDS = ("affine", "elastic", "hu_shift", "intensity", "contrast", "noise", "blur", "low_resolution")
 #: Applied when patches are sampled (:mod:`flareseg.training.patches`), not by MONAI.
 PATCH_KINDS = ("field_of_view",)
 
+HU_SHIFT_HU = 25.0  # hu_shift: offset drawn uniformly from [-25, 25] HU
+BLUR_SIGMA_VOXELS = (0.5, 1.0)  # blur: sigma per axis, voxels (nnU-Net's range)
+LOW_RESOLUTION_ZOOM = (0.5, 1.0)  # low_resolution: kept fraction of voxels per axis (nnU-Net's range)
+# MONAI's Gaussian kernels reach 4 sigma and pad with zeros; padding the image with its edge
+# values by that much first keeps a patch's borders from being darkened towards 0.
+_BLUR_BORDER = math.ceil(4 * BLUR_SIGMA_VOXELS[1])
 
-def build_augmentation(probabilities: dict[str, float], seed: int, pad_value: float):
+
+def build_augmentation(probabilities: dict[str, float], seed: int, hu_window: tuple[float, float]):
     """A seeded MONAI ``Compose`` of the augmentations whose probability is > 0.
 
+    The kinds, in the order they are applied, each with its own probability per sample;
+    ``affine`` and ``elastic`` move image and label together, the rest change the image only:
+
+    - ``affine``: rotation +-15 deg, scaling +-15 %, shifts +-4 voxels.
+    - ``elastic``: deformation (``Rand3DElasticd``: field smoothed with sigma 5-7 voxels,
+      magnitude 20-60).
+    - ``hu_shift``: one offset for the whole image, uniform in +-25 HU (contrast phase,
+      scanner calibration), i.e. +-25 / (high - low) in the scaled units of ``hu_window``.
+      It comes first, while the image is still ``(HU - low) / (high - low)``. Not clipped,
+      as the other intensity kinds: voxels that preprocessing clipped to a window
+      bound move too, although their true HU (anywhere beyond the bound) is unknown, so
+      clipping again would be no more faithful for them.
+    - ``intensity``: brightness, scale by a factor in 1 +-0.1 and shift by +-0.1 (scaled
+      units; +-40 HU with the window [-100, 300]), each with the probability.
+    - ``contrast``: gamma in [0.7, 1.5] on the image's own min-max range (min and max stay).
+    - ``noise``: additive Gaussian, std 0.03 (scaled units; 12 HU with a 400 HU window).
+    - ``blur``: Gaussian smoothing (softer reconstruction kernel), sigma in [0.5, 1] voxels
+      drawn per axis; the image is padded with its edge values first, so a constant image
+      stays constant up to its borders.
+    - ``low_resolution``: thick slices / coarse pixels: downsampled by a zoom factor in
+      [0.5, 1] (same for all axes, nearest) and upsampled back (trilinear); shape kept.
+
     Args:
-        probabilities: Keys ``affine`` (rotation +-15 deg, scaling +-15 %, shifts +-4 voxels),
-            ``elastic``, ``intensity`` (brightness scale and shift), ``contrast`` (gamma),
-            ``noise`` (Gaussian); values in [0, 1]. ``field_of_view`` is accepted and left
-            to patch sampling.
+        probabilities: Kind -> probability in [0, 1]; kinds left out are off.
+            ``field_of_view`` is accepted and left to patch sampling.
         seed: Seed of the transforms' random state.
-        pad_value: Image value where spatial transforms sample outside the volume; air, from
-            ``flareseg.preprocessing.intensity.air_value``. The label pads with background (0).
+        hu_window: ``(low, high)`` HU window of the recipe's preprocessing: gives ``hu_shift``
+            its scale, and air (-1000 HU, :func:`~flareseg.preprocessing.intensity.air_value`),
+            the image value where spatial transforms sample outside the volume. The label
+            pads with background (0).
+
+    Raises:
+        ValueError: An unknown kind.
     """
     from monai import transforms as mt
 
@@ -35,6 +75,14 @@ def build_augmentation(probabilities: dict[str, float], seed: int, pad_value: fl
     if unknown:
         raise ValueError(f"unknown augmentation(s) {sorted(unknown)}")
     p = {key: float(probabilities.get(key, 0.0)) for key in KINDS}
+    compose = mt.Compose(_spatial_steps(p, air_value(hu_window)) + _intensity_steps(p, hu_window))
+    compose.set_random_state(seed=seed % (2 ** 32))
+    return compose
+
+
+def _spatial_steps(p: dict[str, float], pad_value: float) -> list:
+    from monai import transforms as mt
+
     keys, modes = ["image", "label"], ["bilinear", "nearest"]
     spatial = []
     if p["affine"] > 0:
@@ -44,12 +92,20 @@ def build_augmentation(probabilities: dict[str, float], seed: int, pad_value: fl
     if p["elastic"] > 0:
         spatial.append(mt.Rand3DElasticd(keys, sigma_range=(5, 7), magnitude_range=(20, 60), prob=p["elastic"],
                                          mode=modes, padding_mode="zeros"))
+    if not spatial:
+        return []
+    # The transforms pad with zeros and interpolate linearly, so resampling (image - air)
+    # and adding air back pads with air, also where a voxel is partly outside.
+    return [mt.ShiftIntensityd("image", offset=-pad_value), *spatial, mt.ShiftIntensityd("image", offset=pad_value)]
+
+
+def _intensity_steps(p: dict[str, float], hu_window: tuple[float, float]) -> list:
+    from monai import transforms as mt
+
     steps = []
-    if spatial:
-        # The transforms pad with zeros and interpolate linearly, so resampling (image - air)
-        # and adding air back pads with air, also where a voxel is partly outside.
-        steps += [mt.ShiftIntensityd("image", offset=-pad_value), *spatial,
-                  mt.ShiftIntensityd("image", offset=pad_value)]
+    if p["hu_shift"] > 0:
+        width_hu = float(hu_window[1]) - float(hu_window[0])
+        steps.append(mt.RandShiftIntensityd("image", offsets=HU_SHIFT_HU / width_hu, prob=p["hu_shift"]))
     if p["intensity"] > 0:
         steps.append(mt.RandScaleIntensityd("image", factors=0.1, prob=p["intensity"]))
         steps.append(mt.RandShiftIntensityd("image", offsets=0.1, prob=p["intensity"]))
@@ -57,9 +113,15 @@ def build_augmentation(probabilities: dict[str, float], seed: int, pad_value: fl
         steps.append(mt.RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=p["contrast"]))
     if p["noise"] > 0:
         steps.append(mt.RandGaussianNoised("image", std=0.03, prob=p["noise"]))
-    compose = mt.Compose(steps)
-    compose.set_random_state(seed=seed % (2 ** 32))
-    return compose
+    if p["blur"] > 0:
+        steps += [mt.BorderPadd("image", spatial_border=_BLUR_BORDER, mode="replicate"),
+                  mt.RandGaussianSmoothd("image", sigma_x=BLUR_SIGMA_VOXELS, sigma_y=BLUR_SIGMA_VOXELS,
+                                         sigma_z=BLUR_SIGMA_VOXELS, prob=p["blur"]),
+                  mt.SpatialCropd("image", roi_slices=[slice(_BLUR_BORDER, -_BLUR_BORDER)] * 3)]
+    if p["low_resolution"] > 0:
+        steps.append(mt.RandSimulateLowResolutiond("image", prob=p["low_resolution"], zoom_range=LOW_RESOLUTION_ZOOM,
+                                                   downsample_mode="nearest", upsample_mode="trilinear"))
+    return steps
 
 
 def augment_pair(compose, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -50,7 +50,8 @@ def learning_rate(train: TrainConfig, epoch: int, epochs: int) -> float:
 
 
 def make_batch(samples: list[Sample], indices, compose, device: str, patch=None):
-    """Augmented batch: images ``[B, 1, D, H, W]``, targets ``[B, D, H, W]``, annotated ``[B, C]``.
+    """Augmented batch: images ``[B, 1, D, H, W]``, targets ``[B, D, H, W]``, annotated ``[B, C]``
+    and merged-label channel sets ``[B, K, C]`` (K the most any sample has; unused rows False).
 
     ``patch``, when given, takes each image/label pair to the network's input size first
     (random patches of a whole-volume stage at a fixed spacing; see :func:`patch_sampler`).
@@ -64,8 +65,11 @@ def make_batch(samples: list[Sample], indices, compose, device: str, patch=None)
         images.append(image[None])
         targets.append(label.astype(np.int64))
     annotated = np.stack([samples[i].annotated for i in indices])
+    sets = np.zeros((len(annotated), max(len(samples[i].sets) for i in indices), annotated.shape[1]), bool)
+    for row, i in enumerate(indices):
+        sets[row, :len(samples[i].sets)] = samples[i].sets
     return (torch.from_numpy(np.stack(images)).to(device), torch.from_numpy(np.stack(targets)).to(device),
-            torch.from_numpy(annotated).to(device))
+            torch.from_numpy(annotated).to(device), torch.from_numpy(sets).to(device))
 
 
 def patch_sampler(stage: StageConfig, recipe: Recipe, rng: np.random.Generator):
@@ -101,8 +105,8 @@ def validation_dice(net, samples: list[Sample], channels: int, device: str, mult
             image, box = pad_for_network(sample.image.astype(np.float32), multiple, pad_value)
             x = torch.from_numpy(image[None, None]).to(device)
             pred = crop(net(x).argmax(1)[0].cpu().numpy(), box)
-            for c in range(1, channels):
-                if sample.annotated[c]:
+            for c in range(1, channels):  # members of a merged label cannot be told apart: not scored
+                if sample.annotated[c] and not sample.sets[:, c].any():
                     inter[c] += np.count_nonzero((pred == c) & (sample.label == c))
                     total[c] += np.count_nonzero(pred == c) + np.count_nonzero(sample.label == c)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -128,7 +132,7 @@ def _epoch(net, optimizer, samples, stage: StageConfig, recipe: Recipe, seed, op
     torch.manual_seed(int(rng.integers(2 ** 31)))
     compose = None
     if any(train.augment.get(kind, 0.0) for kind in KINDS):
-        compose = build_augmentation(train.augment, int(rng.integers(2 ** 31)), air_value(recipe.preprocess.hu_window))
+        compose = build_augmentation(train.augment, int(rng.integers(2 ** 31)), recipe.preprocess.hu_window)
     patch = patch_sampler(stage, recipe, rng)
     scaler = torch.amp.GradScaler("cuda") if options.device.startswith("cuda") and not torch.cuda.is_bf16_supported() else None
     net.train()
@@ -137,11 +141,11 @@ def _epoch(net, optimizer, samples, stage: StageConfig, recipe: Recipe, seed, op
 
     bar = tqdm(range(train.iterations_per_epoch), desc=desc, unit="it", leave=False, disable=not options.progress)
     for _ in bar:
-        x, y, annotated = make_batch(samples, rng.integers(len(samples), size=train.batch_size), compose,
+        x, y, annotated, sets = make_batch(samples, rng.integers(len(samples), size=train.batch_size), compose,
                                      options.device, patch)
         with _autocast(options.device):
             logits = net(x)
-        loss = dice_ce_loss(logits, y, annotated, train.dice_weight, train.ce_weight)
+        loss = dice_ce_loss(logits, y, annotated, train.dice_weight, train.ce_weight, sets=sets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

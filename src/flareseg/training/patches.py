@@ -4,13 +4,21 @@ A whole-volume stage with ``spacing_mm`` is trained on random ``size_zyx`` patch
 resampled scan rather than on the scan squeezed to one size, so that what it learns about
 an organ's place does not depend on where the scan begins and ends. The field-of-view
 augmentation goes further: it turns the slices outside a random axial slab into air, as in
-a scan that covers the upper abdomen only, a few slices, or ends above the pelvis.
+a scan that covers the upper abdomen only, a few slices, or ends above the pelvis. Crop
+stages get the same through :func:`axial_slab`: a crop box cut short along the axis, as the
+box of a scan that ends inside the organ group.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from flareseg.preprocessing.crop import Box
+
+#: The shortest share of a crop box that :func:`axial_slab` keeps.
+MIN_SLAB_SHARE = 0.25
 #: The shortest slab the field-of-view augmentation keeps, in slices of the patch.
 MIN_SLAB_SLICES = 4
 
@@ -69,3 +77,12 @@ def foreground_voxel(label: np.ndarray, rng: np.random.Generator) -> tuple[int, 
     if count == 0:
         return None
     return np.unravel_index(np.flatnonzero(label)[int(rng.integers(count))], label.shape)
+
+
+def axial_slab(box: Box, rng: np.random.Generator) -> Box:
+    """A random slab of ``box`` along its first (axial) axis: at least :data:`MIN_SLAB_SHARE` of
+    its slices (and one), anywhere in it, touching either end or neither; other axes unchanged."""
+    depth = box.shape[0]
+    length = int(rng.integers(max(1, math.ceil(MIN_SLAB_SHARE * depth)), depth + 1))
+    start = box.start[0] + int(rng.integers(depth - length + 1))
+    return Box((start, *box.start[1:]), (start + length, *box.stop[1:]))

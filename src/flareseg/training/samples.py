@@ -28,6 +28,7 @@ from flareseg.preprocessing.orientation import align_to, to_canonical
 from flareseg.preprocessing.intensity import clip_and_scale
 from flareseg.preprocessing.resample import resize, shape_for_spacing
 from flareseg.recipes import Recipe, StageConfig
+from flareseg.training.patches import axial_slab
 
 
 #: Bumped when the layout of cached samples changes, so that old caches are rebuilt.
@@ -47,6 +48,7 @@ def stage_key(recipe: Recipe, stage: StageConfig, crops_per_case: int) -> str:
     """Hash of everything that determines a stage's cached samples."""
     text = json.dumps([CACHE_VERSION, recipe.preprocess.hu_window, stage.labels, stage.size_zyx, stage.crop,
                        stage.margin_mm, recipe.train.crop_jitter_mm, recipe.train.seed, crops_per_case]
+                      + ([recipe.train.augment.get("field_of_view", 0.0)] if stage.crop != "whole" else [])
                       + ([stage.spacing_mm] if stage.spacing_mm else []), default=list)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -125,6 +127,7 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
     if stage.crop == "whole":
         return [make(hu, label)]
     subsets = [stage.labels] if stage.crop == "group" else [(i,) for i in stage.labels]
+    field_of_view = float(recipe.train.augment.get("field_of_view", 0.0))
     samples = []
     for subset in subsets:
         wanted = [i for i in subset if i in annotated_ids]
@@ -136,6 +139,8 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
             margin_mm = stage.margin_mm + rng.uniform(-1, 1, 3) * recipe.train.crop_jitter_mm
             margin = [max(m, 0.0) / s for m, s in zip(margin_mm, spacing_zyx_mm)]
             jittered = box.expanded(margin, hu.shape)
+            if field_of_view and rng.random() < field_of_view:  # the scan ends inside the group
+                jittered = axial_slab(jittered, rng)
             samples.append(make(crop(hu, jittered), crop(label, jittered)))
     return samples
 
