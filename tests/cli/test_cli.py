@@ -28,7 +28,7 @@ def test_version():
 
 
 @pytest.mark.parametrize("command", [
-    [], ["info"], ["convert"], ["dataset"], ["dataset", "check"], ["evaluate"], ["benchmark"], ["train"], ["predict"],
+    [], ["info"], ["convert"], ["dataset"], ["dataset", "check"], ["dataset", "import"], ["evaluate"], ["benchmark"], ["train"], ["predict"],
     ["export-onnx"], ["demo"],
 ])
 def test_every_command_has_help(command):
