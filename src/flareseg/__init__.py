@@ -13,7 +13,7 @@ def predict(input, output=None, model_dir=None, **options):
 
     ``model_dir`` defaults to the bundled model. Other keyword arguments are
     :class:`flareseg.inference.predict.PredictOptions` fields (``backend``, ``device``,
-    ``threads``, ``postprocess``). Example::
+    ``threads``, ``postprocess``, ``second_chance``). Example::
 
         from flareseg import predict
         mask = predict("ct.nii.gz", "mask.nii.gz")   # mask.array: uint8 [z, y, x] FLARE ids

@@ -1,11 +1,20 @@
-"""The cascade's geometry with stand-in networks: crop boxes, pasting, leftovers, clean-up."""
+"""The cascade's geometry with stand-in networks: crop boxes, pasting, leftovers, clean-up; and the
+second chance for missed organs, with stand-ins and with the default model on a real scan."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections import Counter
 
+import numpy as np
+import pytest
+
+from flareseg.data import default_model_dir
+from flareseg.evaluation.surface import dice
 from flareseg.inference.cascade import crop_boxes, segment_canonical
-from flareseg.inference.model import LoadedModel
+from flareseg.inference.model import LoadedModel, load_model
+from flareseg.io import read_ct, read_volume
+from flareseg.preprocessing.crop import Box
+from flareseg.preprocessing.orientation import to_canonical
 from flareseg.recipes import recipe_from_dict
 
 
@@ -118,3 +127,177 @@ def test_a_fine_stage_at_a_fixed_spacing_runs_its_whole_crop_at_that_spacing():
     assert len(seen) == 1 and all(n % 4 == 0 for n in seen[0][2:])
     assert 16 <= seen[0][2] <= 24 and 12 <= seen[0][3] <= 20 and 16 <= seen[0][4] <= 24
     assert _cube_dice(out, hu == 300) > 0.9
+
+
+# The second chance for organs the coarse stage misses (boxes from flareseg.inference.neighbourhood's table).
+
+def _stage(labels, crop):
+    return _recipe([COARSE, {"name": "fine", "labels": labels, "size_zyx": [8, 8, 8], "crop": crop,
+                             "margin_mm": 0}]).stages[1]
+
+
+def test_a_group_box_grows_to_where_a_missing_label_should_be():
+    coarse = np.zeros((16, 16, 16), np.uint8)
+    coarse[4:12, 2:8, 2:10] = 1  # liver; the right kidney (2) is missing
+    stage = _stage([1, 2], "group")
+    # On the full grid (x2, 5 mm voxels) the liver is [8:24, 4:16, 4:20].
+    assert crop_boxes(coarse, stage, (32, 32, 32), (5.0, 5.0, 5.0)) == [((1, 2), Box((8, 4, 4), (24, 16, 20)))]
+    # Right kidney: the liver's lower half z 8..16, posterior half y 10..16, right half x 4..12,
+    # grown by 40 mm = 8 voxels and clipped: [0:24, 2:24, 0:20]; the group box covers it too.
+    boxes = crop_boxes(coarse, stage, (32, 32, 32), (5.0, 5.0, 5.0), second_chance=True)
+    assert boxes == [((1, 2), Box((0, 2, 0), (24, 24, 20)))]
+
+
+def test_a_missing_label_of_an_each_stage_gets_a_box_near_its_neighbour_after_the_labels_found():
+    coarse = np.zeros((32, 32, 32), np.uint8)
+    coarse[0:4, 20:30, 20:30] = 1  # liver
+    coarse[20:24, 4:8, 4:8] = 7  # right adrenal; the gallbladder (9) is missing
+    refined = np.zeros((32, 32, 32), np.uint8)
+    refined[10:26, 0:16, 0:10] = 1  # the liver as an earlier fine stage refined it
+    stage, spacing = _stage([9, 7], "each"), (10.0, 10.0, 10.0)
+    adrenal = ((7,), Box((20, 4, 4), (24, 8, 8)))
+    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, refined) == [adrenal]
+    # Gallbladder: the refined liver's lower half z 10..18, anterior half y 0..8, x 1..6 (0.1 to
+    # 0.6 of it), grown by 20 mm = 2 voxels, clipped at 0.
+    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, refined, second_chance=True) == [
+        adrenal, ((9,), Box((8, 0, 0), (20, 10, 8)))]
+    # Without a refined liver, the coarse one: z 0..2, y 20..25, x 21..26, grown by 2 voxels.
+    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, np.zeros_like(refined), second_chance=True) == [
+        adrenal, ((9,), Box((0, 18, 19), (4, 27, 28)))]
+    coarse[coarse == 1] = 3  # only the spleen, which says nothing about the gallbladder
+    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, second_chance=True) == [adrenal]
+
+
+def _counting(runners):
+    """The runners, each counting its calls in the returned Counter."""
+    calls = Counter()
+
+    def counted(name, run):
+        def call(x):
+            calls[name] += 1
+            return run(x)
+        return call
+
+    return {name: counted(name, run) for name, run in runners.items()}, calls
+
+
+def _everywhere(channel, channels):
+    def run(x):
+        logits = np.zeros((1, channels, *x.shape[2:]), np.float32)
+        logits[0, channel] = 1
+        return logits
+    return run
+
+
+def test_second_chance_changes_nothing_when_the_coarse_stage_finds_every_organ():
+    recipe = _recipe([COARSE, {"name": "large", "labels": [1], "size_zyx": [8, 8, 8], "crop": "group"},
+                      {"name": "small", "labels": [9], "size_zyx": [8, 8, 8], "crop": "each"}])
+    runners = {"coarse": _coarse_runner, "large": _everywhere(1, 2), "small": _everywhere(1, 2)}
+    results = {}
+    for second_chance in (False, True):
+        counted, calls = _counting(runners)
+        out = segment_canonical(np.zeros((32, 32, 32), np.int16), (2.0, 2.0, 2.0),
+                                LoadedModel(None, recipe, counted, "test"), second_chance=second_chance)
+        results[second_chance] = out, calls
+    assert results[True][1] == results[False][1] == Counter(coarse=1, large=1, small=1)
+    assert np.array_equal(results[True][0], results[False][0])
+
+
+def test_a_second_chance_organ_only_takes_voxels_no_earlier_crop_claimed():
+    recipe = _recipe([{"name": "coarse", "labels": [1, 9], "size_zyx": [16, 16, 16], "crop": "whole"},
+                      {"name": "large", "labels": [1], "size_zyx": [8, 8, 8], "crop": "group", "margin_mm": 0},
+                      {"name": "small", "labels": [9], "size_zyx": [8, 8, 8], "crop": "each", "margin_mm": 0}])
+
+    def coarse(x):  # liver in [4:12, 2:10, 2:12], no gallbladder
+        logits = np.zeros((1, 3, 16, 16, 16), np.float32)
+        logits[0, 0] = 1
+        logits[0, 1, 4:12, 2:10, 2:12] = 5
+        return logits
+
+    runners, calls = _counting({"coarse": coarse, "large": _everywhere(1, 2), "small": _everywhere(1, 2)})
+    model = LoadedModel(None, recipe, runners, "test")
+    hu = np.zeros((16, 16, 16), np.int16)
+    without = segment_canonical(hu, (10.0, 10.0, 10.0), model, second_chance=False)
+    assert not (without == 9).any() and "small" not in calls
+    out = segment_canonical(hu, (10.0, 10.0, 10.0), model)  # on by default
+    assert calls["small"] == 1
+    # The gallbladder's box from the liver: its lower half z 4..8, anterior half y 2..6 and x 3..8,
+    # grown by 20 mm = 2 voxels: [2:10, 0:8, 1:10] (576 voxels), less the liver's [4:10, 2:8, 2:10] (288).
+    expected = np.zeros(hu.shape, bool)
+    expected[2:10, 0:8, 1:10] = True
+    expected[4:12, 2:10, 2:12] = False
+    assert np.array_equal(out == 9, expected) and np.count_nonzero(out == 1) == 8 * 8 * 10
+
+
+# The default model on the real sample scan, with a coarse stage made to miss organs.
+
+@pytest.fixture(scope="module")
+def sample_scan(data_dir):
+    """The canonical HU array, its spacing and TotalSegmentator's organs (FLARE ids; model output)."""
+    folder = data_dir / "ts_example"
+    ct, _ = to_canonical(read_ct(folder / "example_ct.nii.gz"))
+    labels, _ = to_canonical(read_volume(folder / "flare_labels_fullct_from_v2fast.nii.gz"))
+    return np.ascontiguousarray(ct.array), ct.geometry.spacing_zyx_mm, np.asarray(labels.array)
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_model(default_model_dir())
+
+
+@pytest.fixture(scope="module")
+def without_second_chance(sample_scan, default_model):
+    """The default model's result on the sample scan, and its calls, without the second chance."""
+    hu, spacing, _ = sample_scan
+    return _run(default_model, hu, spacing, second_chance=False)
+
+
+def _run(model, hu, spacing, second_chance, miss=()):
+    """The cascade's result and its network calls per stage, with the coarse stage blind to ``miss``."""
+    coarse_labels = model.recipe.stages[0].labels
+    run_coarse = model.runners["coarse"]
+
+    def blind(x):
+        logits = run_coarse(x).copy()
+        for label in miss:
+            logits[:, coarse_labels.index(label) + 1] = -1e4
+        return logits
+
+    runners, calls = _counting({**model.runners, "coarse": blind})
+    out = segment_canonical(hu, spacing, LoadedModel(model.directory, model.recipe, runners, model.backend),
+                            second_chance=second_chance)
+    return out, calls
+
+
+def _dice(labels, out, label):
+    return dice(labels == label, out == label)
+
+
+def test_second_chance_finds_organs_the_coarse_stage_missed_on_a_real_scan(sample_scan, default_model,
+                                                                          without_second_chance):
+    """The coarse stage is made to miss the stomach (a group stage's organ), the right adrenal and the
+    gallbladder (``crop: each``); it misses the left adrenal by itself. Dice against the reference,
+    measured: without the miss 0.914, 0.795, 0.886 (left adrenal 0); second chance 0.738, 0.727,
+    0.572 and 0.704 for the left adrenal; none of them without it (stomach 0.016, misplaced)."""
+    hu, spacing, labels = sample_scan
+    full = without_second_chance[0]
+    found, calls = _run(default_model, hu, spacing, second_chance=True, miss=(11, 7, 9))
+    lost, lost_calls = _run(default_model, hu, spacing, second_chance=False, miss=(11, 7, 9))
+    for label in (11, 7, 9):
+        assert _dice(labels, found, label) >= 0.5 * _dice(labels, full, label), label
+    assert _dice(labels, found, 8) >= 0.5
+    assert not np.isin(lost, (7, 8, 9)).any() and _dice(labels, lost, 11) < 0.1
+    assert calls == Counter(coarse=1, abdominal_large=1, gastrointestinal=1, vessels=1, small=4)  # 7-10 sought
+    assert lost_calls == Counter(coarse=1, abdominal_large=1, gastrointestinal=1, vessels=1)
+
+
+def test_second_chance_adds_only_the_organs_the_coarse_stage_missed_on_a_real_scan(sample_scan, default_model,
+                                                                                  without_second_chance):
+    """On this scan the coarse stage misses the left adrenal and the esophagus (outside the field of
+    view): one more small-stage run each, and every other voxel as without the second chance."""
+    hu, spacing, _ = sample_scan
+    old, old_calls = without_second_chance
+    new, new_calls = _run(default_model, hu, spacing, second_chance=True)
+    assert new_calls - old_calls == Counter(small=2) and not old_calls - new_calls
+    assert not np.isin(old, (8, 10)).any()
+    assert np.array_equal(np.where(np.isin(new, (8, 10)), 0, new), old)

@@ -96,3 +96,16 @@ def test_output_names_follow_nnunet_conventions():
 def test_empty_input_folder_is_an_error(tmp_path, tiny_model):
     with pytest.raises(InputError, match="no CT files"):
         predict_folder(tmp_path, tmp_path / "out", PredictOptions(model_dir=tiny_model))
+
+
+def test_second_chance_is_on_by_default_and_can_be_turned_off(tmp_path):
+    """On the bundled sample the default model's coarse stage misses the left adrenal (8); the
+    second chance finds it beside the left kidney, as the sample's reference labels have it."""
+    from flareseg.data import sample_ct_path, sample_labels_path
+
+    reference = read_volume(sample_labels_path()).array == 8
+    assert main(["predict", "-i", str(sample_ct_path()), "-o", str(tmp_path / "on.nii.gz")]) == 0
+    assert main(["predict", "-i", str(sample_ct_path()), "-o", str(tmp_path / "off.nii.gz"), "--no-second-chance"]) == 0
+    on, off = read_volume(tmp_path / "on.nii.gz").array == 8, read_volume(tmp_path / "off.nii.gz").array == 8
+    assert not off.any()
+    assert 2 * np.count_nonzero(on & reference) / (np.count_nonzero(on) + np.count_nonzero(reference)) > 0.5

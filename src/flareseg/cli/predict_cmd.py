@@ -31,6 +31,8 @@ def add_parsers(subparsers) -> None:
                          "model's ONNX files match its weights, else PyTorch; onnx refuses ONNX files that do not")
     predict.add_argument("--threads", type=int, help="CPU threads for the network")
     predict.add_argument("--no-postprocess", action="store_true", help="keep every connected component")
+    predict.add_argument("--no-second-chance", action="store_true",
+                         help="do not look for organs the coarse stage missed near their anatomical neighbours")
     predict.set_defaults(run=run_predict)
 
     export = subparsers.add_parser(
@@ -47,7 +49,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from flareseg.errors import InputError
     from flareseg.inference.predict import PredictOptions
 
-    options = PredictOptions(args.model, args.backend, args.device, args.threads, not args.no_postprocess)
+    options = PredictOptions(args.model, args.backend, args.device, args.threads, not args.no_postprocess,
+                             not args.no_second_chance)
     if not args.input.exists():
         raise InputError(f"{args.input}: no such file or folder")
     with one_line_warnings():

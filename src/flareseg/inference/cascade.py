@@ -5,15 +5,22 @@ Each stage either resizes its input (the scan, or a crop) to its input size or, 
 ``spacing_mm``, resamples it to that spacing and runs the whole of it at once (padded with
 air to the network's size multiple), so that its result does not depend on the field of view.
 
+An organ the coarse stage misses can get a second chance (``second_chance``): fine stages also
+look for it near its anatomical neighbours (:mod:`flareseg.inference.neighbourhood`).
+
 Only label maps (uint8) are resampled to full resolution, never class scores, so memory
 stays bounded by a few copies of the input.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+from scipy import ndimage
 
 from flareseg.inference.model import LoadedModel
+from flareseg.inference.neighbourhood import search_box, union
 from flareseg.postprocessing.components import keep_largest_components
 from flareseg.preprocessing.crop import Box, bounding_box, crop, pad_for_network, paste
 from flareseg.preprocessing.intensity import air_value, clip_and_scale
@@ -54,22 +61,76 @@ def logits_to_labels(logits: np.ndarray, stage: StageConfig) -> np.ndarray:
     return lookup[np.argmax(logits[0], axis=0)]
 
 
-def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_mm) -> list[tuple[tuple[int, ...], Box]]:
+def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_mm, refined: np.ndarray | None = None,
+               second_chance: bool = False) -> list[tuple[tuple[int, ...], Box]]:
     """Boxes on the full grid to refine, from the coarse result: one for the whole group, or
-    one per label (``crop: each``), each with its label subset and ``stage.margin_mm`` around it."""
+    one per label (``crop: each``), each with its label subset and ``stage.margin_mm`` around it.
+
+    With ``second_chance``, a label the coarse result misses is looked for near its anatomical
+    neighbours (:func:`flareseg.inference.neighbourhood.search_box`): a group's box is grown to
+    cover that search box, and ``crop: each`` gives the label its own search box, after the boxes
+    of the labels found. A neighbour's box comes from ``refined`` when it holds the neighbour, else
+    from the coarse result. When the coarse result holds every label, nothing changes.
+
+    Args:
+        coarse: The coarse stage's labels ``[z, y, x]`` (uint8 FLARE ids) on its own grid.
+        stage: A ``group`` or ``each`` stage.
+        full_shape: The scan's shape ``[z, y, x]``.
+        spacing_zyx_mm: The scan's voxel size ``[z, y, x]`` in mm.
+        refined: The result refined so far (uint8, ``full_shape``), or None.
+        second_chance: Search for the labels the coarse result misses.
+    """
     factor = [n / c for n, c in zip(full_shape, coarse.shape)]
     margin = [stage.margin_mm / s for s in spacing_zyx_mm]
-    subsets = [stage.labels] if stage.crop == "group" else [(label,) for label in stage.labels]
+    present = np.bincount(coarse.ravel(), minlength=256) > 0
+    missing = [label for label in stage.labels if not present[label]] if second_chance else []
+    found = organ_boxes(coarse, refined, full_shape) if missing else {}
+    searched = search_boxes(missing, found, full_shape, spacing_zyx_mm)
+    subsets = [stage.labels] if stage.crop == "group" else [(label,) for label in stage.labels if present[label]]
     boxes = []
     for subset in subsets:
         box = bounding_box(np.isin(coarse, subset))
         if box is not None:
             boxes.append((subset, box.scaled(factor, full_shape).expanded(margin, full_shape)))
+    if stage.crop != "group":
+        return boxes + [((label,), box) for label, box in searched]
+    if searched:
+        return [(stage.labels, functools.reduce(union, [box for _, box in boxes + searched]))]
     return boxes
 
 
-def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postprocess: bool = True) -> np.ndarray:
-    """Segment a canonical HU array ``[z, y, x]``; returns FLARE ids, uint8, the same shape."""
+def search_boxes(labels, found: dict[int, Box], full_shape, spacing_zyx_mm) -> list[tuple[int, Box]]:
+    """``(label, box)`` for each of ``labels`` that has a neighbour in ``found`` (boxes on the full grid)."""
+    boxes = [(label, search_box(label, found, spacing_zyx_mm, full_shape)) for label in labels]
+    return [(label, box) for label, box in boxes if box is not None]
+
+
+def organ_boxes(coarse: np.ndarray, refined: np.ndarray | None, full_shape) -> dict[int, Box]:
+    """The bounding box on the full grid of each class in ``refined`` (uint8, ``full_shape``),
+    or, for a class it lacks, in ``coarse`` (scaled from its own grid), by class id."""
+    factor = [n / c for n, c in zip(full_shape, coarse.shape)]
+    boxes = {label: box.scaled(factor, full_shape) for label, box in label_boxes(coarse).items()}
+    if refined is not None:
+        boxes.update(label_boxes(refined))
+    return boxes
+
+
+def label_boxes(labels: np.ndarray) -> dict[int, Box]:
+    """The bounding box of each class id in a label map ``[z, y, x]`` (one pass), by class id."""
+    found = ndimage.find_objects(labels)
+    return {label: Box(*zip(*((s.start, s.stop) for s in slices)))
+            for label, slices in enumerate(found, start=1) if slices is not None}
+
+
+def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postprocess: bool = True,
+                      second_chance: bool = True) -> np.ndarray:
+    """Segment a canonical HU array ``[z, y, x]``; returns FLARE ids, uint8, the same shape.
+
+    Crops are pasted first come, first served: a crop never takes voxels an earlier one claimed.
+    With ``second_chance``, fine stages also look for the organs the coarse stage missed, near
+    their neighbours (see :func:`crop_boxes`); such an organ is kept only where its fine stage
+    predicts it. When the coarse stage finds every organ, it changes nothing and runs no network.
+    """
     recipe = model.recipe
     first, fine_stages = recipe.stages[0], recipe.stages[1:]
     coarse = run_stage(model, first, hu, spacing_zyx_mm)
@@ -82,7 +143,7 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
         selected = np.isin(full, leftover)
         out[selected] = full[selected]
     for stage in fine_stages:
-        for subset, box in crop_boxes(coarse, stage, hu.shape, spacing_zyx_mm):
+        for subset, box in crop_boxes(coarse, stage, hu.shape, spacing_zyx_mm, out, second_chance):
             patch = resize(run_stage(model, stage, crop(hu, box), spacing_zyx_mm), box.shape, order=0)
             keep = np.isin(patch, subset)
             paste(out, box, patch, where=keep & (crop(out, box) == 0))

@@ -26,6 +26,8 @@ class PredictOptions:
         device: ``"cpu"`` or ``"cuda"``.
         threads: CPU threads for the network; None lets the library choose.
         postprocess: Keep the largest connected component per organ.
+        second_chance: Look for the organs the coarse stage misses near their anatomical
+            neighbours (:func:`flareseg.inference.cascade.crop_boxes`).
     """
 
     model_dir: Path | None = None
@@ -33,6 +35,7 @@ class PredictOptions:
     device: str = "cpu"
     threads: int | None = None
     postprocess: bool = True
+    second_chance: bool = True
 
 
 def open_model(options: PredictOptions) -> LoadedModel:
@@ -42,10 +45,10 @@ def open_model(options: PredictOptions) -> LoadedModel:
     return load_model(options.model_dir or default_model_dir(), options.backend, options.device, options.threads)
 
 
-def segment(ct: Volume, model: LoadedModel, postprocess: bool = True) -> Volume:
+def segment(ct: Volume, model: LoadedModel, postprocess: bool = True, second_chance: bool = True) -> Volume:
     """Segment a CT volume; the label map (uint8 FLARE ids) has the CT's exact geometry."""
     canonical, reorientation = to_canonical(ct)
-    labels = segment_canonical(canonical.array, canonical.geometry.spacing_zyx_mm, model, postprocess)
+    labels = segment_canonical(canonical.array, canonical.geometry.spacing_zyx_mm, model, postprocess, second_chance)
     return Volume(reorientation.invert(labels), ct.geometry)
 
 
@@ -65,7 +68,7 @@ def predict(input: str | os.PathLike, output: str | os.PathLike | None = None,
     if output is not None:
         write_suffix(Path(output))  # a bad file type fails before the work, not after
     model = model or open_model(options)
-    mask = segment(read_ct(input), model, options.postprocess)
+    mask = segment(read_ct(input), model, options.postprocess, options.second_chance)
     if output is not None:
         write_labelmap(mask.array, mask.geometry, output)
     return mask
