@@ -8,9 +8,10 @@ DATA_ROOT is the folder of real CT scans described in the README (``ts_example/`
 - ``ts_full``: the abdomen/pelvis CT (3 mm) with its 12 TotalSegmentator organs (FLARE ids);
 - ``ts_dicom``: the 20-slice 512x512 upper-abdomen series with its TotalSegmentator labels;
 - ``ts_aorta``: a thorax/upper-abdomen crop (1.5 mm) annotated for the aorta only (partial);
-- ``tcia_cb001``: the thorax/upper-abdomen CT with its clinical contour of stomach and
-  duodenum as one structure: a merged label ("one of stomach, duodenum"), every other organ
-  unannotated.
+- ``tcia_cb001``: an upper-abdomen CT without FLARE labels (unlabelled). Its clinical contour of
+  stomach + duodenum could train as a merged label, but it is the one manual label the model
+  is checked against on a scan it never saw (``scripts/evaluate_default_model.py``), so it
+  stays out of training until leave-one-scan-out (``scripts/leave_one_out.py``) measures it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from pathlib import Path
 
 from flareseg import labels
 from flareseg.io import read_volume, write_labelmap
-
-#: The value of the merged stomach+duodenum contour (after the FLARE ids).
-STOMACH_DUODENUM = 15
 
 
 def build(data_root: Path, out: Path) -> Path:
@@ -42,13 +40,9 @@ def build(data_root: Path, out: Path) -> Path:
     add("ts_aorta", ts / "extra_aorta_report_crop" / "ct_cropped.nii.gz")
     aorta = read_volume(ts / "extra_aorta_report_crop" / "aorta.nii.gz")
     write_labelmap((aorta.array > 0) * labels.BY_NAME["aorta"].id, aorta.geometry, out / "labelsTr" / "ts_aorta.nii.gz")
-    tcia = data_root / "tcia_pancreatic_ct_cbct_seg_cb001"
-    add("tcia_cb001", tcia / "ct.nii.gz")
-    contour = read_volume(tcia / "label.nii.gz")  # 1 = Stomach_duo_planCT (labels.json there)
-    write_labelmap((contour.array == 1) * STOMACH_DUODENUM, contour.geometry, out / "labelsTr" / "tcia_cb001.nii.gz")
-    spec = {"channel_names": {"0": "CT"}, "labels": {**labels.nnunet_labels(), "stomach_duodenum": STOMACH_DUODENUM},
-            "label_mapping": {"stomach_duodenum": ["stomach", "duodenum"]}, "numTraining": 4,
-            "file_ending": ".nii.gz", "annotated_classes": {"ts_aorta": [5], "tcia_cb001": [STOMACH_DUODENUM]}}
+    add("tcia_cb001", data_root / "tcia_pancreatic_ct_cbct_seg_cb001" / "ct.nii.gz")
+    spec = {"channel_names": {"0": "CT"}, "labels": labels.nnunet_labels(), "numTraining": 4,
+            "file_ending": ".nii.gz", "annotated_classes": {"ts_aorta": [5]}, "unlabelled": ["tcia_cb001"]}
     (out / "dataset.json").write_text(json.dumps(spec, indent=1))
     return out
 

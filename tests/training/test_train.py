@@ -30,7 +30,7 @@ def test_training_lowers_the_loss_and_the_model_predicts_a_real_scan(real_datase
     assert log[-1]["train_loss"] < log[0]["train_loss"]
     assert (model_dir / "training" / "coarse" / "curves.png").stat().st_size > 0
     meta = json.loads((model_dir / "model.json").read_text())
-    assert meta["training"]["train_cases"] == ["tcia_cb001", "ts_aorta", "ts_dicom", "ts_full"]
+    assert meta["training"]["train_cases"] == ["ts_aorta", "ts_dicom", "ts_full"]  # the unlabelled case is skipped
     assert set(meta["training"]["stages"]) == {"coarse", "abdominal_large", "small"}
 
     ct_path = data_dir / "ts_example" / "example_ct_dicom"  # a DICOM folder, LPS, 512x512
@@ -116,7 +116,7 @@ def test_a_stage_without_annotated_cases_is_a_clear_error(real_dataset, tiny_rec
 
     spec_path = real_dataset / "dataset.json"
     spec = json.loads(spec_path.read_text())
-    spec["annotated_classes"] = {"ts_full": [5], "ts_dicom": [5], "ts_aorta": [5], "tcia_cb001": [15]}  # no kidney anywhere
+    spec["annotated_classes"] = {"ts_full": [5], "ts_dicom": [5], "ts_aorta": [5]}  # only aortas anywhere
     spec_path.write_text(json.dumps(spec))
     recipe = load_recipe(tiny_recipe_file(epochs=1, iterations_per_epoch=1))
     with pytest.raises(InputError, match="'abdominal_large': no training case annotates"):
@@ -146,8 +146,21 @@ def test_epochs_on_the_command_line_sets_every_stage_and_is_saved(real_dataset, 
         assert [row["epoch"] for row in log] == [1], stage
 
 
-def test_a_merged_clinical_contour_trains_beside_full_labels(real_dataset, tiny_recipe_file, tmp_path):
-    """The TCIA case's one stomach+duodenum contour, a merged label, trains the coarse stage beside full labels."""
+def test_a_merged_clinical_contour_trains_beside_full_labels(real_dataset, tiny_recipe_file, tmp_path, data_dir):
+    """The TCIA case's one stomach+duodenum contour, declared as a merged label, trains beside full labels."""
+    from flareseg.io import write_labelmap
+
+    source = data_dir / "tcia_pancreatic_ct_cbct_seg_cb001"
+    contour = read_volume(source / "label.nii.gz")  # 1 = Stomach_duo_planCT (labels.json); the rest is not FLARE
+    write_labelmap((contour.array == 1).astype(np.uint8) * 20, contour.geometry,
+                   real_dataset / "labelsTr" / "tcia_cb001.nii.gz")
+    spec = json.loads((real_dataset / "dataset.json").read_text())
+    spec["labels"]["stomach_duodenum"] = 20
+    spec["label_mapping"] = {"stomach_duodenum": ["stomach", "duodenum"]}
+    spec["annotated_classes"]["tcia_cb001"] = [20]
+    spec["unlabelled"] = []
+    (real_dataset / "dataset.json").write_text(json.dumps(spec))
+
     recipe = load_recipe(tiny_recipe_file(epochs=1, iterations_per_epoch=4, batch_size=4))
     model_dir = train_model(real_dataset, recipe, tmp_path / "model", RunOptions(progress=False))
     meta = json.loads((model_dir / "model.json").read_text())
