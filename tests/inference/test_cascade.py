@@ -10,7 +10,7 @@ import pytest
 
 from flareseg.data import default_model_dir
 from flareseg.evaluation.surface import dice
-from flareseg.inference.cascade import crop_boxes, segment_canonical
+from flareseg.inference.cascade import crop_boxes, labels_on_grid, segment_canonical
 from flareseg.inference.model import LoadedModel, load_model
 from flareseg.io import read_ct, read_volume
 from flareseg.preprocessing.crop import Box
@@ -301,3 +301,27 @@ def test_second_chance_adds_only_the_organs_the_coarse_stage_missed_on_a_real_sc
     assert new_calls - old_calls == Counter(small=2) and not old_calls - new_calls
     assert not np.isin(old, (8, 10)).any()
     assert np.array_equal(np.where(np.isin(new, (8, 10)), 0, new), old)
+
+
+def _smooth_logits(rng, channels, shape):
+    from scipy import ndimage
+
+    return np.stack([ndimage.gaussian_filter(rng.normal(size=shape), 1.5) for _ in range(channels)])[None].astype(np.float32)
+
+
+def test_labels_on_a_finer_grid_are_the_argmax_of_linearly_interpolated_scores(rng):
+    """Equal to interpolating every class score (SimpleITK, linear) and taking the argmax: only
+    voxels near a boundary are interpolated, and elsewhere the answer cannot differ."""
+    from flareseg.preprocessing.resample import resize
+    from flareseg.recipes import StageConfig
+
+    stage = StageConfig(name="s", labels=(5, 9, 13), size_zyx=(8, 10, 12))
+    logits = _smooth_logits(rng, 4, (8, 10, 12))
+    shape = (20, 27, 31)
+    expected = np.array([0, 5, 9, 13], np.uint8)[np.argmax([resize(c, shape, order=1) for c in logits[0]], axis=0)]
+    out = labels_on_grid(logits, stage, shape)
+    assert out.dtype == np.uint8 and out.shape == shape
+    assert np.array_equal(out, expected)
+    nearest = resize(np.array([0, 5, 9, 13], np.uint8)[np.argmax(logits[0], axis=0)], shape, order=0)
+    assert np.mean(out != nearest) > 0.01  # the boundaries did move
+    assert np.array_equal(labels_on_grid(logits, stage, (8, 10, 12)), np.array([0, 5, 9, 13])[np.argmax(logits[0], 0)])

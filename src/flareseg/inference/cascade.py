@@ -8,8 +8,11 @@ air to the network's size multiple), so that its result does not depend on the f
 An organ the coarse stage misses can get a second chance (``second_chance``): fine stages also
 look for it near its anatomical neighbours (:mod:`flareseg.inference.neighbourhood`).
 
-Only label maps (uint8) are resampled to full resolution, never class scores, so memory
-stays bounded by a few copies of the input.
+A fine stage's result comes back to the crop box at full resolution as labels, nearest
+neighbour, except where its labels change: there the class scores are interpolated at the
+full-resolution voxels (:func:`labels_on_grid`), so that boundaries are not blocks of the
+stage's voxel size. Whole class-score volumes are never resampled, so memory stays bounded by
+a few copies of the input.
 """
 
 from __future__ import annotations
@@ -51,8 +54,41 @@ def stage_input(hu: np.ndarray, spacing_zyx_mm, stage: StageConfig, hu_window,
 def run_stage(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm) -> np.ndarray:
     """One stage's labels (FLARE ids, uint8) on its own grid: the input size, or ``hu`` at the
     stage's spacing."""
+    return logits_to_labels(stage_logits(model, stage, hu, spacing_zyx_mm), stage)
+
+
+def stage_logits(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm) -> np.ndarray:
+    """One stage's class scores ``[1, C, D, H, W]`` float32 on its own grid (padding cut off)."""
     x, box = stage_input(hu, spacing_zyx_mm, stage, model.recipe.preprocess.hu_window, model.recipe.size_multiple)
-    return np.ascontiguousarray(crop(logits_to_labels(model.runners[stage.name](x), stage), box))
+    return np.ascontiguousarray(model.runners[stage.name](x)[(slice(None), slice(None), *box.slices)])
+
+
+def labels_on_grid(logits: np.ndarray, stage: StageConfig, shape_zyx) -> np.ndarray:
+    """A stage's labels (FLARE ids, uint8) brought to a finer grid ``shape_zyx`` over the same
+    extent: nearest-neighbour away from boundaries, and, where the stage's labels change within
+    one voxel, the argmax of its linearly interpolated class scores, so that boundaries are
+    drawn at the finer grid's resolution. Only those boundary voxels are interpolated, which
+    keeps time and memory near those of nearest-neighbour resampling.
+
+    Args:
+        logits: ``[1, C, D, H, W]`` scores on the stage's grid.
+        stage: The stage (channel ``i + 1`` is ``stage.labels[i]``).
+        shape_zyx: The finer grid's shape (e.g. the crop box on the scan).
+    """
+    lookup = np.array((0, *stage.labels), dtype=np.uint8)
+    channels = np.argmax(logits[0], axis=0).astype(np.uint8)
+    out = resize(channels, shape_zyx, order=0)
+    if tuple(shape_zyx) == channels.shape:
+        return lookup[out]
+    edge = ndimage.maximum_filter(channels, size=3) != ndimage.minimum_filter(channels, size=3)
+    index = np.nonzero(resize(edge.view(np.uint8), shape_zyx, order=0))
+    if index[0].size:
+        # voxel centres of the fine grid in the stage grid's index space (same extent, align corners False)
+        coords = [(i + 0.5) * (n / m) - 0.5 for i, n, m in zip(index, channels.shape, shape_zyx)]
+        scores = np.stack([ndimage.map_coordinates(c, coords, order=1, mode="nearest", prefilter=False)
+                           for c in logits[0]])
+        out[index] = np.argmax(scores, axis=0)
+    return lookup[out]
 
 
 def logits_to_labels(logits: np.ndarray, stage: StageConfig) -> np.ndarray:
@@ -144,7 +180,7 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
         out[selected] = full[selected]
     for stage in fine_stages:
         for subset, box in crop_boxes(coarse, stage, hu.shape, spacing_zyx_mm, out, second_chance):
-            patch = resize(run_stage(model, stage, crop(hu, box), spacing_zyx_mm), box.shape, order=0)
+            patch = labels_on_grid(stage_logits(model, stage, crop(hu, box), spacing_zyx_mm), stage, box.shape)
             keep = np.isin(patch, subset)
             paste(out, box, patch, where=keep & (crop(out, box) == 0))
     if postprocess:
