@@ -65,10 +65,13 @@ def stage_logits(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing
 
 def labels_on_grid(logits: np.ndarray, stage: StageConfig, shape_zyx) -> np.ndarray:
     """A stage's labels (FLARE ids, uint8) brought to a finer grid ``shape_zyx`` over the same
-    extent: nearest-neighbour away from boundaries, and, where the stage's labels change within
-    one voxel, the argmax of its linearly interpolated class scores, so that boundaries are
-    drawn at the finer grid's resolution. Only those boundary voxels are interpolated, which
-    keeps time and memory near those of nearest-neighbour resampling.
+    extent (voxel centres as :func:`flareseg.preprocessing.resample.resize` places them): the
+    argmax of its class scores interpolated linearly at every voxel of that grid.
+
+    Only voxels whose eight surrounding stage voxels disagree are interpolated; elsewhere the
+    argmax of the interpolated scores is the label those eight share (a convex combination of
+    score vectors with one argmax keeps it), so the result is exact at about the cost of
+    nearest-neighbour resampling, and boundaries are not blocks of the stage's voxel size.
 
     Args:
         logits: ``[1, C, D, H, W]`` scores on the stage's grid.
@@ -77,18 +80,34 @@ def labels_on_grid(logits: np.ndarray, stage: StageConfig, shape_zyx) -> np.ndar
     """
     lookup = np.array((0, *stage.labels), dtype=np.uint8)
     channels = np.argmax(logits[0], axis=0).astype(np.uint8)
-    out = resize(channels, shape_zyx, order=0)
     if tuple(shape_zyx) == channels.shape:
-        return lookup[out]
-    edge = ndimage.maximum_filter(channels, size=3) != ndimage.minimum_filter(channels, size=3)
-    index = np.nonzero(resize(edge.view(np.uint8), shape_zyx, order=0))
+        return lookup[channels]
+    # each fine voxel centre in the stage grid's index space, and the stage voxels around it
+    centres = [(np.arange(m) + 0.5) * (n / m) - 0.5 for n, m in zip(channels.shape, shape_zyx)]
+    nearest = [np.clip(np.rint(c), 0, n - 1).astype(np.intp) for c, n in zip(centres, channels.shape)]
+    lower = [np.clip(np.floor(c), 0, n - 1).astype(np.intp) for c, n in zip(centres, channels.shape)]
+    out = channels[np.ix_(*nearest)]
+    index = np.nonzero(mixed_cells(channels)[np.ix_(*lower)])
     if index[0].size:
-        # voxel centres of the fine grid in the stage grid's index space (same extent, align corners False)
-        coords = [(i + 0.5) * (n / m) - 0.5 for i, n, m in zip(index, channels.shape, shape_zyx)]
-        scores = np.stack([ndimage.map_coordinates(c, coords, order=1, mode="nearest", prefilter=False)
+        points = [c[i] for c, i in zip(centres, index)]
+        scores = np.stack([ndimage.map_coordinates(c, points, order=1, mode="nearest", prefilter=False)
                            for c in logits[0]])
         out[index] = np.argmax(scores, axis=0)
     return lookup[out]
+
+
+def mixed_cells(labels: np.ndarray) -> np.ndarray:
+    """bool ``[D, H, W]``: True where the 2x2x2 block of ``labels`` starting at a voxel (the
+    last voxel repeated past the end) holds more than one value."""
+    padded = np.pad(labels, [(0, 1)] * labels.ndim, mode="edge")
+    shape = labels.shape
+    low = high = labels
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                corner = padded[dz:dz + shape[0], dy:dy + shape[1], dx:dx + shape[2]]
+                low, high = np.minimum(low, corner), np.maximum(high, corner)
+    return low != high
 
 
 def logits_to_labels(logits: np.ndarray, stage: StageConfig) -> np.ndarray:
