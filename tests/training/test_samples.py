@@ -78,3 +78,29 @@ def test_real_merged_contour_becomes_a_set_target_in_every_stage_it_concerns(tci
     # The coarse sample (the whole scan resized) holds the contour's share of the volume.
     coarse = by_stage["coarse"][1][0]
     assert np.mean(coarse.label == 14) == pytest.approx(contour.mean(), rel=0.1)
+
+
+def test_a_three_slice_label_trains_the_fixed_spacing_stages_only(tmp_path, data_dir):
+    """The dcmqi liver (3 real CT slices, a DICOM-SEG turned into a label map) becomes a patch
+    sample of a stage at a fixed spacing; a stage that resizes would stretch it 20-fold."""
+    from flareseg.datasets.layout import Case
+    from flareseg.io import read_ct, read_volume, write_labelmap, write_volume
+    from flareseg.training.samples import case_samples, read_case
+
+    source = data_dir / "dcmqi_ct3slice"
+    ct = read_ct(source)
+    image, label = tmp_path / "liver3_0000.nii.gz", tmp_path / "liver3.nii.gz"
+    write_volume(ct, image)
+    liver = read_volume(source / "liver_seg.nrrd")  # 1 = liver, as FLARE numbers it
+    write_labelmap(liver.array, liver.geometry, label)
+    case = Case("liver3", image, label, annotated=(1,), partial=True)
+    hu, flare_ids, spacing = read_case(case)
+    assert hu.shape[0] == 3 and np.count_nonzero(flare_ids == 1) == np.count_nonzero(liver.array == 1)
+    recipe = load_recipe("coarse_to_fine")
+    rng = np.random.default_rng(0)
+    fixed = StageConfig(name="coarse", labels=tuple(range(1, 14)), size_zyx=(16, 32, 32), spacing_mm=(5.0, 5.0, 5.0))
+    (sample,) = case_samples(hu, flare_ids, spacing, case, fixed, recipe, rng, 2)
+    assert sample.image.shape[0] == 1 and np.count_nonzero(sample.label == 1) > 0
+    assert sample.annotated.tolist() == [True, True] + [False] * 12
+    for stage in recipe.stages:  # 64^3 and 32^3 resized inputs
+        assert case_samples(hu, flare_ids, spacing, case, stage, recipe, rng, 2) == []

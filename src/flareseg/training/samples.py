@@ -8,7 +8,8 @@ case's merged label ``j``), ``annotated`` (bool ``[C]``, channel 0 included) and
 :func:`flareseg.training.losses.dice_ce_loss`). Crop stages store ``crops_per_case`` crops per label
 subset, each with a random margin jitter, as the coarse stage's boxes vary at prediction.
 A stage with ``spacing_mm`` stores the whole scan or its crops resampled to that spacing
-(any shape); training takes random patches of them (:mod:`flareseg.training.patches`).
+(any shape); training takes random patches of them (:mod:`flareseg.training.patches`). A
+scan of a few slices (:data:`MIN_RESIZED_SLICES`) trains only such stages.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from flareseg.training.patches import axial_slab
 
 #: Bumped when the layout of cached samples changes, so that old caches are rebuilt.
 CACHE_VERSION = 2
+#: A scan with fewer slices than this along an axis (a few-slice label) trains only the stages
+#: at a fixed spacing: resizing it to a stage's input size would stretch it many times over.
+MIN_RESIZED_SLICES = 4
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
                  rng: np.random.Generator, crops_per_case: int) -> list[Sample]:
     """The samples of one case for one stage (none when the case annotates none of its classes)."""
     annotated_ids = tuple(i for i in stage.labels if i in case.annotated)
-    if not annotated_ids:
+    if not annotated_ids or (stage.spacing_mm is None and min(hu.shape) < MIN_RESIZED_SLICES):
         return []
     lookup = channel_lookup(stage, annotated_ids)
     merged = case.mapping.merged
