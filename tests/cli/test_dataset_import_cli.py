@@ -50,3 +50,21 @@ def test_map_ignore_leaves_out_the_only_structure(arguments, tmp_path, capsys):
     assert main([*arguments, "--map", "liver=ignore"]) == 1
     assert "no structure maps to a flareseg class (structures: 'Liver')" in capsys.readouterr().err
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_malformed_structure_set_is_a_one_line_error_and_writes_nothing(data_dir, tmp_path, capsys):
+    import pydicom
+
+    source = data_dir / "tcia_pancreatic_ct_cbct_seg_cb001"
+    rtstruct = pydicom.dcmread(source / "rtstruct.dcm")
+    for roi in rtstruct.ROIContourSequence:
+        roi.ContourSequence[0].ContourData = [1.0, 2.0]  # not (x, y, z) triples
+    broken = tmp_path / "broken.dcm"
+    rtstruct.save_as(broken)
+    arguments = ["dataset", "import", str(tmp_path / "ds"), "--case", "cb001", "--ct", str(source / "dicom_ct"),
+                 "--structures", str(broken), "--map", "Bowel_sm_planCT=ignore", "--map", "LUNG_L=ignore",
+                 "--map", "LUNG_R=ignore", "--map", "ROI=ignore", "--map", "Stomach_duo_planCT=stomach+duodenum"]
+    assert main(arguments) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"flareseg: error: {broken}: malformed RTSTRUCT") and err.count("\n") == 1
+    assert not (tmp_path / "ds" / "labelsTr").exists() or not any((tmp_path / "ds" / "labelsTr").iterdir())

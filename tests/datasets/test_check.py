@@ -10,8 +10,8 @@ import pytest
 
 from flareseg import labels
 from flareseg.datasets import list_cases, load_spec
+from flareseg.cli.main import main
 from flareseg.datasets.check import check_dataset, format_report
-from flareseg.datasets.label_mapping import MERGED_BASE
 from flareseg.errors import InputError
 from flareseg.io import read_volume, write_labelmap
 
@@ -144,4 +144,8 @@ def test_a_merged_label_checks_clean_and_is_listed(tmp_path, data_dir):
     assert report.errors == []
     text = format_report(report)
     assert "Stomach_duo_planCT=1 -> one of 11 stomach, 12 duodenum" in text
-    assert report.class_voxels == {MERGED_BASE: 83300}  # the contour's voxel count in labels.json
+    assert main(["dataset", "check", str(root), "--quiet", "--json", str(tmp_path / "r.json")]) == 0
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert {"name": "Stomach_duo_planCT", "value": 1, "class_id": None, "members": [11, 12]} in written["label_mapping"]
+    assert written["class_voxels"] == {} and written["merged_cases"] == {"Stomach_duo_planCT": 1}
+    assert report.class_voxels == {} and report.merged_voxels == {"Stomach_duo_planCT": 83300}  # as labels.json counts

@@ -158,3 +158,10 @@ def test_two_merged_names_for_one_set_is_an_error_but_a_member_may_have_its_own_
         build_mapping({"background": 0, "a": 1, "b": 2}, {"a": ["stomach", "duodenum"], "b": ["duodenum", "stomach"]})
     mapping = build_mapping({"background": 0, "a": 1, "stomach": 2}, {"a": ["stomach", "duodenum"]})
     assert mapping.translate(np.array([1, 2])).tolist() == [MERGED_BASE, 11]
+
+
+def test_more_merged_labels_than_codes_is_a_one_line_error():
+    names = {"background": 0, **{f"m{i}": i + 1 for i in range(56)}}
+    explicit = {f"m{i}": ["stomach", labels.BY_ID[1 + i % 10].name] for i in range(56)}
+    with pytest.raises(InputError, match="at most 55 merged labels"):
+        build_mapping(names, explicit)

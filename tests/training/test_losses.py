@@ -95,3 +95,16 @@ def test_no_sets_is_the_plain_loss():
     plain = dice_ce_loss(logits, target, annotated)
     assert torch.allclose(dice_ce_loss(logits, target, annotated, sets=empty), plain)
     assert torch.allclose(dice_ce_loss(logits, target, annotated, sets=unused), plain)
+
+
+def test_a_merged_label_that_also_stands_for_background_has_cross_entropy_only():
+    # Stage of background/stomach/liver; the contour means "stomach, or duodenum of another stage" = {0, 1}.
+    logits = torch.tensor([0.2, 0.9, -0.4]).view(1, 3, 1, 1, 1)
+    target = torch.full((1, 1, 1, 1), 3)
+    annotated = torch.ones(1, 3, dtype=torch.bool)
+    sets = torch.tensor([[[True, True, False]]])
+    e = [math.exp(v) for v in (0.2, 0.9, -0.4)]
+    p = [v / sum(e) for v in e]
+    # CE on log(p0 + p1); Dice only for the liver (channel 2, absent here: smooth / (p2 + smooth)).
+    expected = -math.log(p[0] + p[1]) + 1 - 1e-5 / (p[2] + 1e-5)
+    assert dice_ce_loss(logits, target, annotated, sets=sets).item() == pytest.approx(expected, rel=1e-5)

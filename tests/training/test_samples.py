@@ -104,3 +104,26 @@ def test_a_three_slice_label_trains_the_fixed_spacing_stages_only(tmp_path, data
     assert sample.annotated.tolist() == [True, True] + [False] * 12
     for stage in recipe.stages:  # 64^3 and 32^3 resized inputs
         assert case_samples(hu, flare_ids, spacing, case, stage, recipe, rng, 2) == []
+
+
+def test_a_case_without_the_merged_contour_keeps_its_own_classes():
+    """In a dataset that declares a merged stomach+duodenum label, a case drawn with separate
+    stomach and duodenum trains them one by one (no set, their own Dice)."""
+    from flareseg.datasets.label_mapping import build_mapping
+    from flareseg.datasets.layout import Case
+    from flareseg.training.samples import case_samples
+
+    mapping = build_mapping({"background": 0, "stomach": 11, "duodenum": 12, "stomach_duodenum": 20},
+                            {"stomach_duodenum": ["stomach", "duodenum"]})
+    hu = np.zeros((8, 8, 8), np.int16)
+    label = np.zeros((8, 8, 8), np.uint8)
+    label[:4], label[4:] = 11, 12
+    stage = StageConfig(name="gi", labels=(11, 4, 12), size_zyx=(8, 8, 8))
+    rng = np.random.default_rng(0)
+    case = Case("separate", None, None, (11, 12), True, mapping)
+    (sample,) = case_samples(hu, label, (1.0, 1.0, 1.0), case, stage, load_recipe("coarse_to_fine"), rng, 1)
+    assert sample.sets.shape == (0, 4) and set(np.unique(sample.label).tolist()) == {1, 3}
+    merged = label.copy()
+    merged[2:6] = 200  # the same case drawn with the merged contour in the middle
+    (sample,) = case_samples(hu, merged, (1.0, 1.0, 1.0), case, stage, load_recipe("coarse_to_fine"), rng, 1)
+    assert sample.sets.tolist() == [[False, True, False, True]] and 4 in np.unique(sample.label)

@@ -77,10 +77,13 @@ def run_check(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             "dataset": str(report.spec.root),
-            "label_mapping": [asdict(entry) for entry in report.spec.mapping.entries],
+            "label_mapping": [{"name": e.name, "value": e.value, "class_id": None if e.members else e.class_id,
+                               "members": list(e.members)} for e in report.spec.mapping.entries],
             "cases": report.kinds,
             "class_voxels": report.class_voxels,
             "class_cases": report.class_cases,
+            "merged_voxels": report.merged_voxels,
+            "merged_cases": report.merged_cases,
             "problems": [asdict(p) for p in report.problems],
         }
         args.json.write_text(json.dumps(payload, indent=2))

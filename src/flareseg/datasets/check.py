@@ -45,6 +45,8 @@ class DatasetReport:
         problems: Errors and warnings, in case order.
         class_voxels: FLARE id to its voxel count over all labels.
         class_cases: FLARE id to the number of cases that contain it.
+        merged_voxels: Name of a merged label (``label_mapping`` list) to its voxel count.
+        merged_cases: Name of a merged label to the number of cases that contain it.
     """
 
     spec: DatasetSpec
@@ -52,6 +54,8 @@ class DatasetReport:
     problems: list[Problem] = field(default_factory=list)
     class_voxels: dict[int, int] = field(default_factory=dict)
     class_cases: dict[int, int] = field(default_factory=dict)
+    merged_voxels: dict[str, int] = field(default_factory=dict)
+    merged_cases: dict[str, int] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -142,10 +146,14 @@ def _check_label(spec: DatasetSpec, case_id: str, geometry: Geometry, report: Da
     if not_annotated:
         report.add(case_id, ERROR, f"label value(s) {not_annotated} present but not in annotated_classes")
         return False
+    merged_names = {e.class_id: e.name for e in spec.mapping.entries if e.members}
     for class_id, count in zip(flare_ids, counts.tolist()):
+        voxels, cases = (report.merged_voxels, report.merged_cases) if class_id in merged else \
+            (report.class_voxels, report.class_cases)
+        key = merged_names.get(class_id, class_id)
         if class_id:
-            report.class_voxels[class_id] = report.class_voxels.get(class_id, 0) + count
-            report.class_cases[class_id] = report.class_cases.get(class_id, 0) + 1
+            voxels[key] = voxels.get(key, 0) + count
+            cases[key] = cases.get(key, 0) + 1
     return True
 
 
@@ -167,12 +175,12 @@ def format_report(report: DatasetReport) -> str:
         "",
         f"{'id':>3}  {'class':<28} {'cases':>5} {'voxels':>12}",
     ]
-    rows = [(class_id, str(class_id), label_name(class_id)) for class_id in report.spec.class_ids]
-    rows += [(e.class_id, "-", f"{e.name} (merged)") for e in report.spec.mapping.entries if e.members]
-    for key, shown_id, name in rows:
-        lines.append(
-            f"{shown_id:>3}  {name:<28} {report.class_cases.get(key, 0):>5} {report.class_voxels.get(key, 0):>12}"
-        )
+    rows = [(str(i), label_name(i), report.class_cases.get(i, 0), report.class_voxels.get(i, 0))
+            for i in report.spec.class_ids]
+    rows += [("-", f"{e.name} (merged)", report.merged_cases.get(e.name, 0), report.merged_voxels.get(e.name, 0))
+             for e in report.spec.mapping.entries if e.members]
+    for shown_id, name, cases, voxels in rows:
+        lines.append(f"{shown_id:>3}  {name:<28} {cases:>5} {voxels:>12}")
     lines.append("")
     for problem in report.problems:
         lines.append(f"{problem.severity.upper()} {problem.case_id}: {problem.message}")

@@ -411,8 +411,11 @@ def import_case(request: ImportRequest) -> ImportReport:
     dicom, kind = read_dicom_file(request.structures)
     ct = read_ct(request.ct)
     source = str(request.structures)
-    notes = check_reference(dicom, kind, ct_series_reference(request.ct), source)
-    case = build_case(dicom, kind, ct.geometry, dataset_json, case_id, request.rules, source)
+    try:
+        notes = check_reference(dicom, kind, ct_series_reference(request.ct), source)
+        case = build_case(dicom, kind, ct.geometry, dataset_json, case_id, request.rules, source)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as error:  # a malformed file
+        raise InputError(f"{source}: malformed {kind} ({type(error).__name__}: {error})") from None
     payload = {**case.dataset_json, "numTraining": _count_cases(root, dataset_json, case_id)}
     _write_case(ct, case.labels, payload, image, label, root / "dataset.json")
     return ImportReport(case_id, image, label, case.outcomes, case.annotated, tuple(notes))

@@ -62,8 +62,9 @@ class LabelMapping:
 
     Attributes:
         entries: Every foreground name of ``labels``, by ascending value.
-        lookup: uint8 ``[256]``: dataset value -> FLARE id; 0 for background and ignored
-            names, :data:`UNDECLARED` for values not in ``labels``. Read-only.
+        lookup: uint8 ``[256]``: dataset value -> FLARE id (a merged label's code for a merged
+            label); 0 for background and ignored names, :data:`UNDECLARED` for values not in
+            ``labels``. Read-only.
     """
 
     entries: tuple[MappedLabel, ...]
@@ -139,6 +140,8 @@ def build_mapping(labels: dict[str, int], explicit: dict[str, str | None] | None
         if isinstance(explicit.get(name), list):
             members = tuple(sorted({class_for_name(target).id for target in explicit[name]}))
             code = MERGED_BASE + sum(1 for e in entries if e.members)
+            if code >= UNDECLARED:
+                raise InputError(f"{source}: at most {UNDECLARED - MERGED_BASE} merged labels, got more")
             entries.append(MappedLabel(name, value, code, members))
             continue
         class_id = _class_id(name, explicit)

@@ -132,6 +132,9 @@ def evaluate_folders(
             except InputError as error:
                 raise InputError(f"{gt_files[case_id]}: {error}") from None
             annotated = unmerged_classes(gt.array, annotated, spec.mapping.merged)
+            if spec.mapping.merged:  # merged codes are no class of any rule set (nor lesion)
+                gt = Volume(np.where(np.isin(gt.array, list(spec.mapping.merged)), 0, gt.array).astype(np.uint8),
+                            gt.geometry)
         scores.extend(score_case(gt, pred, case_id, rules, annotated, threads))
     return scores
 

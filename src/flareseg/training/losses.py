@@ -9,7 +9,8 @@ loss is the usual Dice + CE.
 A *merged* label (one contour of stomach and duodenum, "one of these classes") is a target
 index past the channels, ``C + j``, that stands for the set ``sets[b, j]`` of channels: its
 probability is the sum of theirs (CE on log sum p), and Dice scores that sum against the
-merged mask in place of the members' own Dice, which the merged voxels cannot tell apart.
+merged mask in place of the members' own Dice, which the merged voxels cannot tell apart (a
+set that also stands for background, in a stage holding only some members, has CE only).
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Te
         log_merged = torch.cat([log_merged, set_log_probs(log_merged, sets)], dim=1)
         used = sets.any(dim=2)
         members = (sets & used.unsqueeze(2)).any(dim=1)
-        weight = torch.cat([weight.masked_fill(members, 0), used.to(weight.dtype)], dim=1)
+        members[:, 0] = False
+        # A set holding background ("a member, or a class of another stage") has no Dice: its
+        # summed probability over the patch would reward calling true background some organ.
+        scored = used & ~sets[:, :, 0]
+        weight = torch.cat([weight.masked_fill(members, 0), scored.to(weight.dtype)], dim=1)
     ce = F.nll_loss(log_merged, target)
     probs = log_merged.exp()
     onehot = F.one_hot(target, log_merged.shape[1]).movedim(-1, 1).to(probs.dtype)

@@ -34,8 +34,8 @@ from flareseg.training.patches import axial_slab
 
 #: Bumped when the layout of cached samples changes, so that old caches are rebuilt.
 CACHE_VERSION = 2
-#: A scan with fewer slices than this along an axis (a few-slice label) trains only the stages
-#: at a fixed spacing: resizing it to a stage's input size would stretch it many times over.
+#: A scan or crop with fewer slices than this along an axis (a few-slice label) trains only the
+#: stages at a fixed spacing: resizing it to a stage's input size would stretch it many times over.
 MIN_RESIZED_SLICES = 4
 
 
@@ -116,7 +116,8 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
     if not annotated_ids or (stage.spacing_mm is None and min(hu.shape) < MIN_RESIZED_SLICES):
         return []
     lookup = channel_lookup(stage, annotated_ids)
-    merged = case.mapping.merged
+    present = np.bincount(label.ravel(), minlength=256) > 0
+    merged = {code: members for code, members in case.mapping.merged.items() if present[code]}  # drawn in this case
     sets = merged_targets(stage, annotated_ids, merged, lookup)
     annotated = np.array([True] + [i in annotated_ids for i in stage.labels])
     window = recipe.preprocess.hu_window
@@ -145,6 +146,8 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
             jittered = box.expanded(margin, hu.shape)
             if field_of_view and rng.random() < field_of_view:  # the scan ends inside the group
                 jittered = axial_slab(jittered, rng)
+            if stage.spacing_mm is None and min(jittered.shape) < MIN_RESIZED_SLICES:
+                continue
             samples.append(make(crop(hu, jittered), crop(label, jittered)))
     return samples
 
