@@ -133,9 +133,9 @@ def test_existing_case_is_kept_unless_overwrite(liver_seg):
 
 def test_clash_with_dataset_json_writes_nothing(liver_seg):
     liver_seg.dataset.mkdir()
-    spec = {**di.new_dataset_json(), "labels": {"background": 0, "spleen": 1}}
+    spec = {**di.new_dataset_json(), "labels": {"background": 0, "liver": 1}, "label_mapping": {"liver": None}}
     (liver_seg.dataset / "dataset.json").write_text(json.dumps(spec))
-    with pytest.raises(InputError, match="value 1 belongs to label 'spleen'"):
+    with pytest.raises(InputError, match="'liver' means something else"):
         di.import_case(liver_seg)
     assert [p.name for p in liver_seg.dataset.rglob("*")] == ["dataset.json"]
 

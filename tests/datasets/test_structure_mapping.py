@@ -38,9 +38,17 @@ def test_plan_labels_gives_merged_labels_new_values_and_reuses_declared_ones():
         "GI", 20, ("stomach", "duodenum"))
 
 
+@pytest.mark.parametrize("labels, mapping, expected", [
+    ({"liver": 6, "spleen": 1}, {}, sm.DatasetLabel("liver", 6, ("liver",))),  # AMOS numbering
+    ({"hepar": 1}, {"hepar": "liver"}, sm.DatasetLabel("hepar", 1, ("liver",))),
+    ({"spleen": 1}, {}, sm.DatasetLabel("liver", 15, ("liver",))),  # 1 is taken: the next free value
+])
+def test_plan_labels_reuses_a_label_of_the_same_class_or_takes_a_free_value(labels, mapping, expected):
+    spec = {**di.new_dataset_json(), "labels": {"background": 0, **labels, "lesion": 14}, "label_mapping": mapping}
+    assert sm.plan_labels([sm.StructureInfo(2, ("Liver",))], [("liver",)], spec)[("liver",)] == expected
+
+
 @pytest.mark.parametrize("labels, mapping, message", [
-    ({"liver": 5}, {}, "'liver' has value 5 there"),
-    ({"hepar": 1}, {"hepar": "liver"}, "value 1 belongs to label 'hepar'"),
     ({"Stomach_duo": 15}, {"Stomach_duo": "stomach"}, "'Stomach_duo' means something else"),
     ({"liver": 1}, {"liver": None}, "'liver' means something else"),
 ])

@@ -122,9 +122,10 @@ def plan_labels(structures: Sequence[StructureInfo], targets: Sequence[tuple[str
                 dataset_json: dict) -> dict[tuple[str, ...], DatasetLabel]:
     """The ``labels`` name and value each kept structure is written with.
 
-    A plain class gets its flareseg name and FLARE id. A merged label reuses a label of
-    ``dataset_json`` that stands for the same classes, or gets the structure's name and the
-    next value above every value in use (at least 15, after the FLARE ids).
+    A label of ``dataset_json`` that stands for the same classes (``"Liver": 1``, AMOS's
+    ``"liver": 6``, a merged label of the same classes) is reused. Otherwise a plain class gets
+    its flareseg name and its FLARE id (or, when another name holds that value, the next value
+    above every value in use), and a merged label the structure's name and that next value.
 
     Returns:
         Classes -> dataset label, for every structure with classes.
@@ -139,11 +140,13 @@ def plan_labels(structures: Sequence[StructureInfo], targets: Sequence[tuple[str
     for structure, classes in zip(structures, targets):
         if not classes:
             continue
-        if len(classes) == 1:
-            label = DatasetLabel(classes[0], BY_NAME[classes[0]].id, classes)
-        else:
-            label = _existing_merged(labels, mapping, classes) or DatasetLabel(
-                structure.name, max([*labels.values(), LESION]) + 1, classes)
+        following = max([*labels.values(), LESION]) + 1
+        label = _existing_label(labels, mapping, classes)
+        if label is None and len(classes) == 1:
+            value = BY_NAME[classes[0]].id
+            label = DatasetLabel(classes[0], following if value in labels.values() else value, classes)
+        elif label is None:
+            label = DatasetLabel(structure.name, following, classes)
         _check_no_clash(label, labels, mapping)
         labels[label.name] = label.value
         if len(classes) > 1:
@@ -164,10 +167,11 @@ def _meaning(name: str, mapping: dict) -> tuple[str, ...] | None:
     return tuple(label.name for label in sorted(set(labels), key=lambda label: label.id))
 
 
-def _existing_merged(labels: dict[str, int], mapping: dict, classes: tuple[str, ...]) -> DatasetLabel | None:
-    for name, target in mapping.items():
-        if isinstance(target, list) and name in labels and _meaning(name, mapping) == classes:
-            return DatasetLabel(name, labels[name], classes)
+def _existing_label(labels: dict[str, int], mapping: dict, classes: tuple[str, ...]) -> DatasetLabel | None:
+    """The label of a dataset that stands for exactly ``classes``, if any."""
+    for name, value in labels.items():
+        if value and _meaning(name, mapping) == classes:
+            return DatasetLabel(name, value, classes)
     return None
 
 
