@@ -10,7 +10,7 @@ import pytest
 
 from flareseg.data import default_model_dir
 from flareseg.evaluation.surface import dice
-from flareseg.inference.cascade import crop_boxes, labels_on_grid, segment_canonical
+from flareseg.inference.cascade import crop_boxes, labels_on_grid, run_stage, segment_canonical
 from flareseg.inference.model import LoadedModel, load_model
 from flareseg.io import read_ct, read_volume
 from flareseg.preprocessing.crop import Box
@@ -136,16 +136,16 @@ def _stage(labels, crop):
                              "margin_mm": 0}]).stages[1]
 
 
-def test_a_group_box_grows_to_where_a_missing_label_should_be():
+def test_a_group_stage_also_searches_for_a_missing_label_in_its_own_box():
     coarse = np.zeros((16, 16, 16), np.uint8)
     coarse[4:12, 2:8, 2:10] = 1  # liver; the right kidney (2) is missing
     stage = _stage([1, 2], "group")
     # On the full grid (x2, 5 mm voxels) the liver is [8:24, 4:16, 4:20].
     assert crop_boxes(coarse, stage, (32, 32, 32), (5.0, 5.0, 5.0)) == [((1, 2), Box((8, 4, 4), (24, 16, 20)))]
     # Right kidney: the liver's lower half z 8..16, posterior half y 10..16, right half x 4..12,
-    # grown by 40 mm = 8 voxels and clipped: [0:24, 2:24, 0:20]; the group box covers it too.
+    # grown by 40 mm = 8 voxels and clipped: [0:24, 2:24, 0:20], refined for the kidney only.
     boxes = crop_boxes(coarse, stage, (32, 32, 32), (5.0, 5.0, 5.0), second_chance=True)
-    assert boxes == [((1, 2), Box((0, 2, 0), (24, 24, 20)))]
+    assert boxes == [((1, 2), Box((8, 4, 4), (24, 16, 20))), ((2,), Box((0, 2, 0), (24, 24, 20)))]
 
 
 def test_a_missing_label_of_an_each_stage_gets_a_box_near_its_neighbour_after_the_labels_found():
@@ -275,32 +275,30 @@ def _dice(labels, out, label):
 
 def test_second_chance_finds_organs_the_coarse_stage_missed_on_a_real_scan(sample_scan, default_model,
                                                                           without_second_chance):
-    """The coarse stage is made to miss the stomach (a group stage's organ), the right adrenal and the
-    gallbladder (``crop: each``); it misses the left adrenal by itself. Dice against the reference,
-    measured: without the miss 0.914, 0.795, 0.886 (left adrenal 0); second chance 0.738, 0.727,
-    0.572 and 0.704 for the left adrenal; none of them without it (stomach 0.016, misplaced)."""
+    """The default model's coarse stage (5 mm) finds no adrenal, gallbladder, pancreas or duodenum
+    on the sample; the small organs get their own search boxes. Dice against the reference,
+    measured: gallbladder 0.665, right adrenal 0.437 (left adrenal 0.089); none of them without
+    the second chance."""
     hu, spacing, labels = sample_scan
-    full = without_second_chance[0]
-    found, calls = _run(default_model, hu, spacing, second_chance=True, miss=(11, 7, 9))
-    lost, lost_calls = _run(default_model, hu, spacing, second_chance=False, miss=(11, 7, 9))
-    for label in (11, 7, 9):
-        assert _dice(labels, found, label) >= 0.5 * _dice(labels, full, label), label
-    assert _dice(labels, found, 8) >= 0.5
-    assert not np.isin(lost, (7, 8, 9)).any() and _dice(labels, lost, 11) < 0.1
-    assert calls == Counter(coarse=1, abdominal_large=1, gastrointestinal=1, vessels=1, small=4)  # 7-10 sought
-    assert lost_calls == Counter(coarse=1, abdominal_large=1, gastrointestinal=1, vessels=1)
+    coarse = run_stage(default_model, default_model.recipe.stages[0], hu, spacing)
+    assert not np.isin(coarse, (4, 7, 8, 9, 12)).any()
+    found, _ = _run(default_model, hu, spacing, second_chance=True)
+    lost = without_second_chance[0]
+    assert _dice(labels, found, 9) >= 0.5 and _dice(labels, found, 7) >= 0.3
+    assert not np.isin(lost, (7, 8, 9)).any()
 
 
 def test_second_chance_adds_only_the_organs_the_coarse_stage_missed_on_a_real_scan(sample_scan, default_model,
                                                                                   without_second_chance):
-    """On this scan the coarse stage misses the left adrenal and the esophagus (outside the field of
-    view): one more small-stage run each, and every other voxel as without the second chance."""
+    """The small organs (adrenals, gallbladder, esophagus) get one small-stage run each; the organ
+    group the coarse stage found whole (liver, spleen, kidneys) is as without it."""
     hu, spacing, _ = sample_scan
     old, old_calls = without_second_chance
     new, new_calls = _run(default_model, hu, spacing, second_chance=True)
-    assert new_calls - old_calls == Counter(small=2) and not old_calls - new_calls
-    assert not np.isin(old, (8, 10)).any()
-    assert np.array_equal(np.where(np.isin(new, (8, 10)), 0, new), old)
+    assert new_calls - old_calls == Counter(small=4) and not old_calls - new_calls
+    assert not np.isin(old, (7, 8, 9, 10)).any()
+    for label in (1, 2, 3, 13):  # the first fine stage: nothing pasted before it changed
+        assert np.array_equal(new == label, old == label), label
 
 
 def _smooth_logits(rng, channels, shape):
@@ -325,3 +323,22 @@ def test_labels_on_a_finer_grid_are_the_argmax_of_linearly_interpolated_scores(r
     nearest = resize(np.array([0, 5, 9, 13], np.uint8)[np.argmax(logits[0], axis=0)], shape, order=0)
     assert np.mean(out != nearest) > 0.01  # the boundaries did move
     assert np.array_equal(labels_on_grid(logits, stage, (8, 10, 12)), np.array([0, 5, 9, 13])[np.argmax(logits[0], 0)])
+
+
+def test_label_boxes_by_hand_skip_absent_classes():
+    from flareseg.inference.cascade import label_boxes
+
+    labels = np.zeros((6, 7, 8), np.uint8)
+    labels[1:3, 2:5, 0:1] = 1
+    labels[4, 6, 7] = 5  # 2, 3 and 4 absent
+    assert label_boxes(labels) == {1: Box((1, 2, 0), (3, 5, 1)), 5: Box((4, 6, 7), (5, 7, 8))}
+
+
+def test_a_group_box_cut_by_the_scan_grows_to_cover_its_missing_labels():
+    coarse = np.zeros((16, 16, 16), np.uint8)
+    coarse[0:8, 2:8, 2:10] = 1  # liver reaching the scan's first slice; the right kidney (2) missing
+    stage = _stage([1, 2], "group")
+    # Liver box on the full grid [0:16, 4:16, 4:20]; the kidney's search box [0:16, 2:24, 0:20]
+    # (lower half z 0..8, posterior half y 10..16, right half x 4..12, grown 8 voxels): one union.
+    boxes = crop_boxes(coarse, stage, (32, 32, 32), (5.0, 5.0, 5.0), second_chance=True)
+    assert boxes == [((1, 2), Box((0, 2, 0), (16, 24, 20)))]

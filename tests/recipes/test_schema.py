@@ -37,12 +37,12 @@ def test_overrides_are_applied_and_validated(tmp_path):
 def test_an_epochs_override_replaces_the_epochs_of_every_stage():
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "default_model.yaml"  # coarse: 48, others: train's 12
-    assert [s.epochs for s in load_recipe(path).stages] == [48, None, None, None, None]
+    path = Path(__file__).resolve().parents[2] / "scripts" / "default_model.yaml"  # coarse: 144, others: train's 12
+    assert [s.epochs for s in load_recipe(path).stages] == [144, None, None, None, None]
     recipe = load_recipe(path, {"epochs": 5})
     assert recipe.train.epochs == 5 and all(stage.epochs is None for stage in recipe.stages)
     assert recipe_from_dict(yaml.safe_load(yaml.safe_dump(recipe_to_dict(recipe)))) == recipe
-    assert [s.epochs for s in load_recipe(path, {"iterations_per_epoch": 5}).stages] == [48, None, None, None, None]
+    assert [s.epochs for s in load_recipe(path, {"iterations_per_epoch": 5}).stages] == [144, None, None, None, None]
 
 
 def _modified(**changes):
@@ -99,7 +99,10 @@ def test_default_model_settings_file_is_a_valid_recipe():
     from pathlib import Path
 
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "scripts" / "default_model.yaml")
+    # coarse_to_fine's stages, but a coarse stage at 5 mm on 48x64x64 patches for 144 epochs
+    coarse = dict(epochs=144, spacing_mm=(5.0, 5.0, 5.0), size_zyx=(48, 64, 64))
     assert recipe.stages == tuple(
-        dataclasses.replace(stage, epochs=48 if stage.name == "coarse" else None)
+        dataclasses.replace(stage, **(coarse if stage.name == "coarse" else {}))
         for stage in load_recipe("coarse_to_fine").stages
     )
+    assert recipe.train.augment.get("field_of_view") == 0.5 and recipe.train.foreground_share == 0.0

@@ -33,6 +33,8 @@ def add_parsers(subparsers) -> None:
     predict.add_argument("--no-postprocess", action="store_true", help="keep every connected component")
     predict.add_argument("--no-second-chance", action="store_true",
                          help="do not look for organs the coarse stage missed near their anatomical neighbours")
+    predict.add_argument("--fine-boundaries", action="store_true",
+                         help="draw organ boundaries from interpolated class scores at full resolution (slower)")
     predict.set_defaults(run=run_predict)
 
     export = subparsers.add_parser(
@@ -50,7 +52,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from flareseg.inference.predict import PredictOptions
 
     options = PredictOptions(args.model, args.backend, args.device, args.threads, not args.no_postprocess,
-                             not args.no_second_chance)
+                             not args.no_second_chance, args.fine_boundaries)
     if not args.input.exists():
         raise InputError(f"{args.input}: no such file or folder")
     with one_line_warnings():

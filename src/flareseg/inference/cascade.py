@@ -9,18 +9,18 @@ An organ the coarse stage misses can get a second chance (``second_chance``): fi
 look for it near its anatomical neighbours (:mod:`flareseg.inference.neighbourhood`).
 
 A fine stage's result comes back to the crop box at full resolution as labels, nearest
-neighbour, except where its labels change: there the class scores are interpolated at the
-full-resolution voxels (:func:`labels_on_grid`), so that boundaries are not blocks of the
-stage's voxel size. Whole class-score volumes are never resampled, so memory stays bounded by
-a few copies of the input.
+neighbour; optionally (``fine_boundaries``), where its labels change, the class scores are
+interpolated at the full-resolution voxels (:func:`labels_on_grid`), so that boundaries are not
+blocks of the stage's voxel size. Whole class-score volumes are never resampled, so memory
+stays bounded by a few copies of the input.
 """
 
 from __future__ import annotations
 
 import functools
 
+import cc3d
 import numpy as np
-from scipy import ndimage
 
 from flareseg.inference.model import LoadedModel
 from flareseg.inference.neighbourhood import search_box, union
@@ -89,11 +89,26 @@ def labels_on_grid(logits: np.ndarray, stage: StageConfig, shape_zyx) -> np.ndar
     out = channels[np.ix_(*nearest)]
     index = np.nonzero(mixed_cells(channels)[np.ix_(*lower)])
     if index[0].size:
-        points = [c[i] for c, i in zip(centres, index)]
-        scores = np.stack([ndimage.map_coordinates(c, points, order=1, mode="nearest", prefilter=False)
-                           for c in logits[0]])
-        out[index] = np.argmax(scores, axis=0)
+        out[index] = np.argmax(trilinear(logits[0], [c[i] for c, i in zip(centres, index)]), axis=0)
     return lookup[out]
+
+
+def trilinear(volumes: np.ndarray, points) -> np.ndarray:
+    """Linear interpolation of ``volumes`` ``[C, D, H, W]`` at points given as three index arrays
+    ``(z, y, x)`` of length N (beyond the first or last voxel centre: the edge value); ``[C, N]``."""
+    lower, upper, weights = [], [], []
+    for coord, n in zip(points, volumes.shape[1:]):
+        low = np.clip(np.floor(coord), 0, n - 1).astype(np.intp)
+        lower.append(low)
+        upper.append(np.minimum(low + 1, n - 1))
+        weights.append(np.clip(coord - low, 0.0, 1.0).astype(np.float32))
+    out = np.zeros((volumes.shape[0], len(points[0])), np.float32)
+    for corner in range(8):
+        pick = [(corner >> (2 - axis)) & 1 for axis in range(3)]
+        index = tuple(up if bit else low for bit, low, up in zip(pick, lower, upper))
+        weight = np.prod([w if bit else 1 - w for bit, w in zip(pick, weights)], axis=0)
+        out += volumes[(slice(None), *index)] * weight
+    return out
 
 
 def mixed_cells(labels: np.ndarray) -> np.ndarray:
@@ -122,10 +137,14 @@ def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_m
     one per label (``crop: each``), each with its label subset and ``stage.margin_mm`` around it.
 
     With ``second_chance``, a label the coarse result misses is looked for near its anatomical
-    neighbours (:func:`flareseg.inference.neighbourhood.search_box`): a group's box is grown to
-    cover that search box, and ``crop: each`` gives the label its own search box, after the boxes
-    of the labels found. A neighbour's box comes from ``refined`` when it holds the neighbour, else
-    from the coarse result. When the coarse result holds every label, nothing changes.
+    neighbours (:func:`flareseg.inference.neighbourhood.search_box`): after the boxes of the
+    labels found, a group stage gets one more box, the union of its missing labels' search boxes,
+    kept for those labels only (growing the found labels' box would cost them resolution); when
+    the scan cuts the group's box (:func:`cut_by_scan`), that box is grown to cover the search
+    boxes instead, to give back the context the scan lacks. ``crop: each`` gives each missing
+    label its own search box. A neighbour's box comes from
+    ``refined`` when it holds the neighbour, else from the coarse result. When the coarse
+    result holds every label, nothing changes.
 
     Args:
         coarse: The coarse stage's labels ``[z, y, x]`` (uint8 FLARE ids) on its own grid.
@@ -149,9 +168,18 @@ def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_m
             boxes.append((subset, box.scaled(factor, full_shape).expanded(margin, full_shape)))
     if stage.crop != "group":
         return boxes + [((label,), box) for label, box in searched]
-    if searched:
-        return [(stage.labels, functools.reduce(union, [box for _, box in boxes + searched]))]
-    return boxes
+    if not searched:
+        return boxes
+    extra = functools.reduce(union, [box for _, box in searched])
+    if boxes and not cut_by_scan(boxes[0][1], full_shape):  # the found labels keep their resolution
+        return boxes + [(tuple(label for label, _ in searched), extra)]
+    return [(stage.labels, union(boxes[0][1], extra) if boxes else extra)]
+
+
+def cut_by_scan(box: Box, full_shape) -> bool:
+    """True when ``box`` reaches the first or last slice of the scan (axis 0): the scan may end
+    inside the organ group, and the group stage lacks the context it was trained with."""
+    return box.start[0] == 0 or box.stop[0] == full_shape[0]
 
 
 def search_boxes(labels, found: dict[int, Box], full_shape, spacing_zyx_mm) -> list[tuple[int, Box]]:
@@ -172,14 +200,18 @@ def organ_boxes(coarse: np.ndarray, refined: np.ndarray | None, full_shape) -> d
 
 def label_boxes(labels: np.ndarray) -> dict[int, Box]:
     """The bounding box of each class id in a label map ``[z, y, x]`` (one pass), by class id."""
-    found = ndimage.find_objects(labels)
+    stats = cc3d.statistics(np.ascontiguousarray(labels))
     return {label: Box(*zip(*((s.start, s.stop) for s in slices)))
-            for label, slices in enumerate(found, start=1) if slices is not None}
+            for label, (slices, count) in enumerate(zip(stats["bounding_boxes"], stats["voxel_counts"]))
+            if label and count}
 
 
 def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postprocess: bool = True,
-                      second_chance: bool = True) -> np.ndarray:
+                      second_chance: bool = True, fine_boundaries: bool = False) -> np.ndarray:
     """Segment a canonical HU array ``[z, y, x]``; returns FLARE ids, uint8, the same shape.
+
+    Fine stages' labels come back to the scan's grid by nearest neighbour, or, with
+    ``fine_boundaries``, with their boundaries drawn from interpolated scores (:func:`labels_on_grid`).
 
     Crops are pasted first come, first served: a crop never takes voxels an earlier one claimed.
     With ``second_chance``, fine stages also look for the organs the coarse stage missed, near
@@ -198,10 +230,17 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
         selected = np.isin(full, leftover)
         out[selected] = full[selected]
     for stage in fine_stages:
+        found: set[int] = set()  # labels this stage has pasted; a second-chance box looks for the others
         for subset, box in crop_boxes(coarse, stage, hu.shape, spacing_zyx_mm, out, second_chance):
-            patch = labels_on_grid(stage_logits(model, stage, crop(hu, box), spacing_zyx_mm), stage, box.shape)
+            subset = tuple(label for label in subset if label not in found)
+            if not subset:
+                continue
+            logits = stage_logits(model, stage, crop(hu, box), spacing_zyx_mm)
+            patch = labels_on_grid(logits, stage, box.shape) if fine_boundaries else \
+                resize(logits_to_labels(logits, stage), box.shape, order=0)
             keep = np.isin(patch, subset)
             paste(out, box, patch, where=keep & (crop(out, box) == 0))
+            found.update(int(label) for label in np.unique(patch[keep]))
     if postprocess:
         keep_largest_components(out, recipe.class_ids)
     return out

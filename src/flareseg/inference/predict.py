@@ -28,6 +28,8 @@ class PredictOptions:
         postprocess: Keep the largest connected component per organ.
         second_chance: Look for the organs the coarse stage misses near their anatomical
             neighbours (:func:`flareseg.inference.cascade.crop_boxes`).
+        fine_boundaries: Draw fine stages' boundaries from interpolated class scores at full
+            resolution (:func:`flareseg.inference.cascade.labels_on_grid`); slower.
     """
 
     model_dir: Path | None = None
@@ -36,6 +38,7 @@ class PredictOptions:
     threads: int | None = None
     postprocess: bool = True
     second_chance: bool = True
+    fine_boundaries: bool = False
 
 
 def open_model(options: PredictOptions) -> LoadedModel:
@@ -45,10 +48,12 @@ def open_model(options: PredictOptions) -> LoadedModel:
     return load_model(options.model_dir or default_model_dir(), options.backend, options.device, options.threads)
 
 
-def segment(ct: Volume, model: LoadedModel, postprocess: bool = True, second_chance: bool = True) -> Volume:
+def segment(ct: Volume, model: LoadedModel, postprocess: bool = True, second_chance: bool = True,
+            fine_boundaries: bool = False) -> Volume:
     """Segment a CT volume; the label map (uint8 FLARE ids) has the CT's exact geometry."""
     canonical, reorientation = to_canonical(ct)
-    labels = segment_canonical(canonical.array, canonical.geometry.spacing_zyx_mm, model, postprocess, second_chance)
+    labels = segment_canonical(canonical.array, canonical.geometry.spacing_zyx_mm, model, postprocess, second_chance,
+                               fine_boundaries)
     return Volume(reorientation.invert(labels), ct.geometry)
 
 
@@ -68,7 +73,7 @@ def predict(input: str | os.PathLike, output: str | os.PathLike | None = None,
     if output is not None:
         write_suffix(Path(output))  # a bad file type fails before the work, not after
     model = model or open_model(options)
-    mask = segment(read_ct(input), model, options.postprocess, options.second_chance)
+    mask = segment(read_ct(input), model, options.postprocess, options.second_chance, options.fine_boundaries)
     if output is not None:
         write_labelmap(mask.array, mask.geometry, output)
     return mask
