@@ -57,3 +57,10 @@ def test_plan_labels_refuses_clashes_with_dataset_json(labels, mapping, message)
     spec = {**di.new_dataset_json(), "labels": {"background": 0, **labels}, "label_mapping": mapping}
     with pytest.raises(InputError, match=message):
         sm.plan_labels(structures, [("stomach", "duodenum"), ("liver",)], spec)
+
+
+def test_a_map_rule_naming_no_structure_is_an_error():
+    structures = [sm.StructureInfo(1, ("Stomach_duo",)), sm.StructureInfo(2, ("Liver",))]
+    with pytest.raises(InputError, match="--map names 'Stomack_duo', which is no structure"):
+        sm.resolve_targets(structures, [sm.parse_map_rule("Stomack_duo=stomach+duodenum")])
+    assert sm.resolve_targets(structures, [sm.parse_map_rule("stomach_duo=ignore")]) == [(), ("liver",)]

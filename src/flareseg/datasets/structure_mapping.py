@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from flareseg.datasets.label_mapping import MAX_VALUE
 from flareseg.errors import InputError
 from flareseg.labels import BY_NAME, LESION, class_for_name, normalise_name
 
 #: ``--map NAME=ignore`` leaves a structure out.
 IGNORE = "ignore"
-#: Largest voxel value of a uint8 label map.
-MAX_VALUE = 255
 
 
 @dataclass(frozen=True)
@@ -100,9 +99,15 @@ def resolve_targets(structures: Sequence[StructureInfo],
         when a rule ignores it, or None when nothing matches.
 
     Raises:
-        InputError: Two structures stand for the same class(es).
+        InputError: Two structures stand for the same class(es), or a rule names no structure
+            (a misspelt ``--map`` would otherwise do nothing).
     """
     by_rule = {normalise_name(rule.name): rule.classes for rule in rules}
+    names = {normalise_name(n) for structure in structures for n in structure.names}
+    unused = [rule.name for rule in rules if normalise_name(rule.name) not in names]
+    if unused:
+        listed = ", ".join(repr(s.name) for s in structures) or "none"
+        raise InputError(f"--map names {unused[0]!r}, which is no structure of the file (structures: {listed})")
     targets: list[tuple[str, ...] | None] = []
     for structure in structures:
         ruled = [by_rule[normalise_name(n)] for n in structure.names if normalise_name(n) in by_rule]
