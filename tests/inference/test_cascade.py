@@ -10,7 +10,7 @@ import pytest
 
 from flareseg.data import default_model_dir
 from flareseg.evaluation.surface import dice
-from flareseg.inference.cascade import crop_boxes, labels_on_grid, run_stage, segment_canonical
+from flareseg.inference.cascade import crop_boxes, label_boxes, labels_on_grid, run_stage, segment_canonical
 from flareseg.inference.model import LoadedModel, load_model
 from flareseg.io import read_ct, read_volume
 from flareseg.preprocessing.crop import Box
@@ -156,13 +156,14 @@ def test_a_missing_label_of_an_each_stage_gets_a_box_near_its_neighbour_after_th
     refined[10:26, 0:16, 0:10] = 1  # the liver as an earlier fine stage refined it
     stage, spacing = _stage([9, 7], "each"), (10.0, 10.0, 10.0)
     adrenal = ((7,), Box((20, 4, 4), (24, 8, 8)))
-    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, refined) == [adrenal]
+    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, label_boxes(refined)) == [adrenal]
     # Gallbladder: the refined liver's lower half z 10..18, anterior half y 0..8, x 1..6 (0.1 to
     # 0.6 of it), grown by 20 mm = 2 voxels, clipped at 0.
-    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, refined, second_chance=True) == [
+    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, label_boxes(refined), second_chance=True) == [
         adrenal, ((9,), Box((8, 0, 0), (20, 10, 8)))]
     # Without a refined liver, the coarse one: z 0..2, y 20..25, x 21..26, grown by 2 voxels.
-    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, np.zeros_like(refined), second_chance=True) == [
+    assert crop_boxes(coarse, stage, (32, 32, 32), spacing, label_boxes(np.zeros_like(refined)),
+                      second_chance=True) == [
         adrenal, ((9,), Box((0, 18, 19), (4, 27, 28)))]
     coarse[coarse == 1] = 3  # only the spleen, which says nothing about the gallbladder
     assert crop_boxes(coarse, stage, (32, 32, 32), spacing, second_chance=True) == [adrenal]
@@ -326,8 +327,6 @@ def test_labels_on_a_finer_grid_are_the_argmax_of_linearly_interpolated_scores(r
 
 
 def test_label_boxes_by_hand_skip_absent_classes():
-    from flareseg.inference.cascade import label_boxes
-
     labels = np.zeros((6, 7, 8), np.uint8)
     labels[1:3, 2:5, 0:1] = 1
     labels[4, 6, 7] = 5  # 2, 3 and 4 absent
@@ -342,3 +341,9 @@ def test_a_group_box_cut_by_the_scan_grows_to_cover_its_missing_labels():
     # (lower half z 0..8, posterior half y 10..16, right half x 4..12, grown 8 voxels): one union.
     boxes = crop_boxes(coarse, stage, (32, 32, 32), (5.0, 5.0, 5.0), second_chance=True)
     assert boxes == [((1, 2), Box((0, 2, 0), (16, 24, 20)))]
+
+
+def test_label_boxes_of_an_array_smaller_than_its_top_label():
+    labels = np.zeros((2, 2, 2), np.uint8)
+    labels[1, 0, 1] = 9
+    assert label_boxes(labels) == {9: Box((1, 0, 1), (2, 1, 2))}

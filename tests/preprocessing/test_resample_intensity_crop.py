@@ -85,3 +85,9 @@ def test_pad_to_multiple_pads_the_end_of_each_axis_and_crops_back(rng):
     assert same is padded  # already a multiple: no copy
     at_least, box = pad_to_multiple(array, 4, -1.0, minimum=10)  # the next multiple of 4 from 10 is 12
     assert at_least.shape == (12, 12, 16) and box.shape == (5, 8, 13)
+
+
+def test_a_shifted_box_is_the_same_region_in_the_larger_array():
+    from flareseg.preprocessing.crop import Box
+
+    assert Box((1, 2, 3), (4, 5, 6)).shifted((10, 0, 7)) == Box((11, 2, 10), (14, 5, 13))

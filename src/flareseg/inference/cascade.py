@@ -131,7 +131,7 @@ def logits_to_labels(logits: np.ndarray, stage: StageConfig) -> np.ndarray:
     return lookup[np.argmax(logits[0], axis=0)]
 
 
-def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_mm, refined: np.ndarray | None = None,
+def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_mm, refined: dict[int, Box] | None = None,
                second_chance: bool = False) -> list[tuple[tuple[int, ...], Box]]:
     """Boxes on the full grid to refine, from the coarse result: one for the whole group, or
     one per label (``crop: each``), each with its label subset and ``stage.margin_mm`` around it.
@@ -151,7 +151,8 @@ def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_m
         stage: A ``group`` or ``each`` stage.
         full_shape: The scan's shape ``[z, y, x]``.
         spacing_zyx_mm: The scan's voxel size ``[z, y, x]`` in mm.
-        refined: The result refined so far (uint8, ``full_shape``), or None.
+        refined: The boxes on the full grid of the classes refined so far (:func:`label_boxes`
+            of that result), by class id, or None.
         second_chance: Search for the labels the coarse result misses.
     """
     factor = [n / c for n, c in zip(full_shape, coarse.shape)]
@@ -188,18 +189,19 @@ def search_boxes(labels, found: dict[int, Box], full_shape, spacing_zyx_mm) -> l
     return [(label, box) for label, box in boxes if box is not None]
 
 
-def organ_boxes(coarse: np.ndarray, refined: np.ndarray | None, full_shape) -> dict[int, Box]:
-    """The bounding box on the full grid of each class in ``refined`` (uint8, ``full_shape``),
-    or, for a class it lacks, in ``coarse`` (scaled from its own grid), by class id."""
+def organ_boxes(coarse: np.ndarray, refined: dict[int, Box] | None, full_shape) -> dict[int, Box]:
+    """The bounding box on the full grid of each class: from ``refined`` (boxes of the result
+    refined so far), or, for a class it lacks, from ``coarse`` (scaled from its own grid)."""
     factor = [n / c for n, c in zip(full_shape, coarse.shape)]
     boxes = {label: box.scaled(factor, full_shape) for label, box in label_boxes(coarse).items()}
-    if refined is not None:
-        boxes.update(label_boxes(refined))
+    boxes.update(refined or {})
     return boxes
 
 
 def label_boxes(labels: np.ndarray) -> dict[int, Box]:
     """The bounding box of each class id in a label map ``[z, y, x]`` (one pass), by class id."""
+    if labels.size <= int(labels.max(initial=0)):  # cc3d needs more voxels than the top label value
+        return {int(label): bounding_box(labels == label) for label in np.unique(labels) if label}
     stats = cc3d.statistics(np.ascontiguousarray(labels))
     return {label: Box(*zip(*((s.start, s.stop) for s in slices)))
             for label, (slices, count) in enumerate(zip(stats["bounding_boxes"], stats["voxel_counts"]))
@@ -229,18 +231,23 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
         full = resize(coarse, hu.shape, order=0)
         selected = np.isin(full, leftover)
         out[selected] = full[selected]
+    boxes_so_far = label_boxes(out) if leftover else {}  # of ``out``, kept up to date paste by paste
     for stage in fine_stages:
         found: set[int] = set()  # labels this stage has pasted; a second-chance box looks for the others
-        for subset, box in crop_boxes(coarse, stage, hu.shape, spacing_zyx_mm, out, second_chance):
+        for subset, box in crop_boxes(coarse, stage, hu.shape, spacing_zyx_mm, boxes_so_far, second_chance):
             subset = tuple(label for label in subset if label not in found)
             if not subset:
                 continue
             logits = stage_logits(model, stage, crop(hu, box), spacing_zyx_mm)
             patch = labels_on_grid(logits, stage, box.shape) if fine_boundaries else \
                 resize(logits_to_labels(logits, stage), box.shape, order=0)
-            keep = np.isin(patch, subset)
-            paste(out, box, patch, where=keep & (crop(out, box) == 0))
-            found.update(int(label) for label in np.unique(patch[keep]))
+            pasted = np.isin(patch, subset) & (crop(out, box) == 0)
+            paste(out, box, patch, where=pasted)
+            new_boxes = label_boxes(np.where(pasted, patch, 0))
+            found.update(new_boxes)
+            for label, part in new_boxes.items():
+                part = part.shifted(box.start)
+                boxes_so_far[label] = union(boxes_so_far[label], part) if label in boxes_so_far else part
     if postprocess:
         keep_largest_components(out, recipe.class_ids)
     return out

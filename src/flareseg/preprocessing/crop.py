@@ -29,6 +29,11 @@ class Box:
         stop = tuple(min(n, math.ceil(b * f)) for b, f, n in zip(self.stop, factor_zyx, shape_zyx))
         return Box(start, stop)  # type: ignore[arg-type]
 
+    def shifted(self, offset_zyx) -> "Box":
+        """The same box in an array where this one's array starts at ``offset_zyx``."""
+        return Box(tuple(a + o for a, o in zip(self.start, offset_zyx)),  # type: ignore[arg-type]
+                   tuple(b + o for b, o in zip(self.stop, offset_zyx)))
+
     def expanded(self, margin_zyx, shape_zyx) -> "Box":
         """Grown by ``margin`` voxels per side (per axis, rounded up), clipped to the array."""
         start = tuple(max(0, a - math.ceil(m)) for a, m in zip(self.start, margin_zyx))
