@@ -13,8 +13,7 @@ import yaml
 
 from flareseg.cli.main import main
 from flareseg.errors import InputError
-from flareseg.inference.cascade import stage_input
-from flareseg.inference.export import export_onnx
+from flareseg.inference.export import export_onnx, network_sample
 from flareseg.inference.model import ONNX_JSON, StaleOnnxWarning, load_model, onnx_mismatches, weights_path
 from flareseg.io import read_ct
 from flareseg.labels import nnunet_labels
@@ -108,7 +107,7 @@ def test_a_fixed_spacing_coarse_stage_exports_for_any_scan_size(tmp_path, data_d
     ct = to_canonical(read_ct(ts / "example_ct.nii.gz"))[0]
     shapes = set()
     for cut in (slice(None), slice(0, 60), slice(60, 71)):  # the whole scan, its lower half, an 11-slice slab
-        x, _ = stage_input(ct.array[cut], ct.geometry.spacing_zyx_mm, onnx.recipe.stages[0], (-100, 300), 8)
+        x = network_sample(ct.array[cut], ct.geometry.spacing_zyx_mm, onnx.recipe, onnx.recipe.stages[0])
         expected, got = torch_model.runners["coarse"](x), onnx.runners["coarse"](x)
         assert got.shape == expected.shape == (1, 14, *x.shape[2:])
         assert np.abs(got - expected).max() <= 1e-3 * max(1.0, np.abs(expected).max())

@@ -100,9 +100,89 @@ def test_default_model_settings_file_is_a_valid_recipe():
 
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "scripts" / "default_model.yaml")
     # coarse_to_fine's stages, but a coarse stage at 5 mm on 48x64x64 patches for 144 epochs
-    coarse = dict(epochs=144, spacing_mm=(5.0, 5.0, 5.0), size_zyx=(48, 64, 64))
+    coarse = dict(epochs=144, spacing_mm=(5.0, 5.0, 5.0), size_zyx=(48, 64, 64), sampler="spacing_patches")
     assert recipe.stages == tuple(
         dataclasses.replace(stage, **(coarse if stage.name == "coarse" else {}))
         for stage in load_recipe("coarse_to_fine").stages
     )
     assert recipe.train.augment.get("field_of_view") == 0.5 and recipe.train.foreground_share == 0.0
+
+
+def test_network_defaults_match_the_registered_networks():
+    import inspect
+
+    from flareseg.models.registry import NETWORKS
+    from flareseg.recipes.schema import NETWORK_DEFAULTS
+
+    assert set(NETWORK_DEFAULTS) == set(NETWORKS)
+    for name, defaults in NETWORK_DEFAULTS.items():
+        parameters = inspect.signature(NETWORKS[name]).parameters
+        assert defaults["levels"] == parameters["levels"].default
+        assert defaults["spatial_dims"] == (parameters["spatial_dims"].default if "spatial_dims" in parameters else 3)
+
+
+def test_samplers_follow_crop_spacing_and_network_when_unnamed():
+    recipe = load_recipe("coarse_to_fine")
+    assert [s.sampler for s in recipe.stages] == ["whole_resize"] + ["crop_resize"] * 4
+    assert load_recipe("nnunet_2d").stages[0].sampler == "slices_2d"
+    assert load_recipe("phased_skip").stages[0].sampler == "spacing_patches"
+
+
+def test_older_dice_and_ce_weights_become_the_losss_arguments():
+    data = _modified()
+    data["train"].pop("loss")
+    data["train"].update(dice_weight=0.5, ce_weight=2.0)
+    loss = recipe_from_dict(data).train.loss
+    assert loss.name == "dice_ce" and loss.kwargs == {"dice_weight": 0.5, "ce_weight": 2.0}
+    data["train"]["loss"] = {"name": "dice"}
+    with pytest.raises(InputError, match="dice_ce"):
+        recipe_from_dict(data)
+
+
+def test_phases_resolve_and_the_last_one_gives_the_predicting_network():
+    recipe = load_recipe("phased_skip")
+    stage = recipe.stages[0]
+    assert [p.epochs for p in recipe.phases(stage)] == [10, 10]
+    assert all(p.learning_rate == recipe.train.learning_rate and p.optimizer == "adamw" for p in recipe.phases(stage))
+    assert recipe.stage_network(stage, 0).kwargs["skip"] is False
+    assert recipe.stage_network(stage).kwargs["skip"] is True
+    ablation = load_recipe("phased_skip_ablation")
+    assert ablation.stage_network(ablation.stages[0], 0).kwargs["skip"] is True
+    short = load_recipe("phased_skip", {"epochs": 2})
+    assert [p.epochs for p in short.phases(short.stages[0])] == [2, 2]
+    single = load_recipe("coarse_to_fine")
+    assert [(p.epochs, p.trainable) for p in single.phases(single.stages[0])] == [(40, ())]
+
+
+@pytest.mark.parametrize("recipe, path, value, message", [
+    ("nnunet_2d", "stages__0__size_zyx", [64, 64, 64], "2 sizes"),
+    ("nnunet_2d", "stages__0__size_zyx", [96, 96], "divisible"),
+    ("nnunet_2d", "train__augment", {"elastic": 0.2}, "3D only"),
+    ("nnunet_2d", "stages__0__sampler", "spacing_patches", "3D network"),
+    ("nnunet_2d", "stages__0__spacing_mm", [1, "isotropic", 1], "spacing_mm"),
+    ("nnunet_2d", "preprocess__normalization", "minmax", "normalization"),
+    ("nnunet_2d", "preprocess__percentiles", [99.5, 0.5], "percentiles"),
+    ("nnunet_2d", "preprocess__statistics", {"low": 0, "high": 1, "mean": 0, "std": 0}, "statistics"),
+    ("nnunet_2d", "train__optimizer", "adam", "optimizer"),
+    ("nnunet_2d", "postprocess", "fill_holes", "postprocess"),
+    ("phased_skip", "stages__0__phases", [{"epochs": 0}], "epochs must be"),
+    ("phased_skip", "stages__0__phases", [{"epochs": 1, "network": {"levels": 3}}], "keep the network's levels"),
+    ("phased_skip", "stages__0__phases", [{"epochs": 1, "optimizer": "lbfgs"}], "optimizer"),
+    ("coarse_to_fine", "stages__1__sampler", "whole_resize", "crop whole"),
+    ("coarse_to_fine", "stages__0__sampler", "spacing_patches", "needs spacing_mm"),
+])
+def test_invalid_engine_settings_are_rejected(recipe, path, value, message):
+    data = recipe_to_dict(load_recipe(recipe))
+    target = data
+    *parents, leaf = path.split("__")
+    for key in parents:
+        target = target[int(key)] if key.isdigit() else target[key]
+    target[leaf] = value
+    with pytest.raises(InputError, match=message):
+        recipe_from_dict(data)
+
+
+def test_every_builtin_recipe_round_trips():
+    for name in builtin_recipes():
+        recipe = load_recipe(name)
+        assert recipe_from_dict(yaml.safe_load(yaml.safe_dump(recipe_to_dict(recipe)))) == recipe

@@ -22,45 +22,33 @@ import functools
 import cc3d
 import numpy as np
 
+from flareseg.inference.inferers import infer, stage_image
 from flareseg.inference.model import LoadedModel
 from flareseg.inference.neighbourhood import search_box, union
 from flareseg.postprocessing.components import keep_largest_components
-from flareseg.preprocessing.crop import Box, bounding_box, crop, pad_for_network, paste
-from flareseg.preprocessing.intensity import air_value, clip_and_scale
-from flareseg.preprocessing.resample import resize, shape_for_spacing
+from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
+from flareseg.preprocessing.intensity import intensity_map
+from flareseg.preprocessing.resample import resize
+from flareseg.preprocessing.stage_grid import crop_subsets, margin_box, subset_box
 from flareseg.recipes import StageConfig
 
 
-def network_input(hu: np.ndarray, size_zyx, hu_window) -> np.ndarray:
-    """HU array resized to ``size_zyx`` (linear), clipped and scaled: ``[1, 1, D, H, W]`` float32."""
-    return clip_and_scale(resize(hu, size_zyx, order=1), hu_window)[None, None]
-
-
-def stage_input(hu: np.ndarray, spacing_zyx_mm, stage: StageConfig, hu_window,
-                multiple: int) -> tuple[np.ndarray, Box]:
-    """A stage's input ``[1, 1, D, H, W]`` float32 from a HU array (the scan or a crop of it),
-    and the box of that array in it.
-
-    Resized to ``stage.size_zyx``, or, with ``stage.spacing_mm``, resampled to that spacing
-    and padded with air for the network (:func:`flareseg.preprocessing.crop.pad_for_network`).
-    """
-    if stage.spacing_mm is None:
-        return network_input(hu, stage.size_zyx, hu_window), Box((0, 0, 0), tuple(stage.size_zyx))
-    shape = shape_for_spacing(hu.shape, spacing_zyx_mm, stage.spacing_mm)
-    image, box = pad_for_network(clip_and_scale(resize(hu, shape, order=1), hu_window), multiple, air_value(hu_window))
-    return image[None, None], box
+def _run(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm, labels: bool) -> np.ndarray:
+    intensity = intensity_map(model.recipe.preprocess)
+    image = stage_image(hu, spacing_zyx_mm, stage, intensity)
+    multiple = model.recipe.stage_network(stage).size_multiple
+    return infer(model.runners[stage.name], image, stage.sampler, multiple, intensity.air, labels)
 
 
 def run_stage(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm) -> np.ndarray:
     """One stage's labels (FLARE ids, uint8) on its own grid: the input size, or ``hu`` at the
-    stage's spacing."""
-    return logits_to_labels(stage_logits(model, stage, hu, spacing_zyx_mm), stage)
+    stage's spacing (:mod:`flareseg.inference.inferers`)."""
+    return np.array((0, *stage.labels), dtype=np.uint8)[_run(model, stage, hu, spacing_zyx_mm, labels=True)]
 
 
 def stage_logits(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm) -> np.ndarray:
     """One stage's class scores ``[1, C, D, H, W]`` float32 on its own grid (padding cut off)."""
-    x, box = stage_input(hu, spacing_zyx_mm, stage, model.recipe.preprocess.hu_window, model.recipe.size_multiple)
-    return np.ascontiguousarray(model.runners[stage.name](x)[(slice(None), slice(None), *box.slices)])
+    return _run(model, stage, hu, spacing_zyx_mm, labels=False)
 
 
 def labels_on_grid(logits: np.ndarray, stage: StageConfig, shape_zyx) -> np.ndarray:
@@ -155,18 +143,15 @@ def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_m
             of that result), by class id, or None.
         second_chance: Search for the labels the coarse result misses.
     """
-    factor = [n / c for n, c in zip(full_shape, coarse.shape)]
-    margin = [stage.margin_mm / s for s in spacing_zyx_mm]
     present = np.bincount(coarse.ravel(), minlength=256) > 0
     missing = [label for label in stage.labels if not present[label]] if second_chance else []
     found = organ_boxes(coarse, refined, full_shape) if missing else {}
     searched = search_boxes(missing, found, full_shape, spacing_zyx_mm)
-    subsets = [stage.labels] if stage.crop == "group" else [(label,) for label in stage.labels if present[label]]
-    boxes = []
-    for subset in subsets:
-        box = bounding_box(np.isin(coarse, subset))
+    boxes = []  # a group box keeps all the stage's labels: the group network may find a missing one in it
+    for subset in crop_subsets(stage, None if stage.crop == "group" else set(np.flatnonzero(present).tolist())):
+        box = subset_box(coarse, subset, full_shape)
         if box is not None:
-            boxes.append((subset, box.scaled(factor, full_shape).expanded(margin, full_shape)))
+            boxes.append((subset, margin_box(box, stage.margin_mm, spacing_zyx_mm, full_shape)))
     if stage.crop != "group":
         return boxes + [((label,), box) for label, box in searched]
     if not searched:
@@ -215,15 +200,18 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
     Fine stages' labels come back to the scan's grid by nearest neighbour, or, with
     ``fine_boundaries``, with their boundaries drawn from interpolated scores (:func:`labels_on_grid`).
 
-    Crops are pasted first come, first served: a crop never takes voxels an earlier one claimed.
+    ``postprocess`` keeps the largest connected component of each class, unless the recipe says
+    ``postprocess: none``. Crops are pasted first come, first served: a crop never takes voxels an earlier one claimed.
     With ``second_chance``, fine stages also look for the organs the coarse stage missed, near
     their neighbours (see :func:`crop_boxes`); such an organ is kept only where its fine stage
     predicts it. When the coarse stage finds every organ, it changes nothing and runs no network.
     """
     recipe = model.recipe
     first, fine_stages = recipe.stages[0], recipe.stages[1:]
+    postprocess = postprocess and recipe.postprocess == "largest_component"
     coarse = run_stage(model, first, hu, spacing_zyx_mm)
-    keep_largest_components(coarse, first.labels)  # stray voxels would stretch the crop boxes
+    if fine_stages or postprocess:
+        keep_largest_components(coarse, first.labels)  # stray voxels would stretch the crop boxes
     out = np.zeros(hu.shape, np.uint8)
     refined = {label for stage in fine_stages for label in stage.labels}
     leftover = [label for label in first.labels if label not in refined]

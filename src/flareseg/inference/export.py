@@ -54,18 +54,20 @@ def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float,
     import onnxruntime as ort
     import torch
 
-    from flareseg.inference.cascade import stage_input
     from flareseg.models.registry import build_network
 
-    net = build_network(recipe.network.name, recipe.network.kwargs, len(stage.labels) + 1)
+    network = recipe.stage_network(stage)
+    net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
     state = torch.load(weights_path(model_dir, stage.name), map_location="cpu", weights_only=True)
     net.load_state_dict({k: v.float() for k, v in state.items()})
     net.eval()
     random = np.random.default_rng(0).random((1, 1, *stage.size_zyx), dtype=np.float32)
     hu, spacing = sample_hu
-    sample = stage_input(hu, spacing, stage, recipe.preprocess.hu_window, recipe.size_multiple)[0]
+    sample = network_sample(hu, spacing, recipe, stage)
     dynamic = None  # a stage at a fixed spacing takes any multiple of the network's size step
-    if stage.spacing_mm is not None:
+    if stage.sampler == "slices_2d":
+        dynamic = {name: {0: "batch", 2: "height", 3: "width"} for name in ("image", "logits")}
+    elif stage.sampler == "spacing_patches":
         dynamic = {name: {2: "depth", 3: "height", 4: "width"} for name in ("image", "logits")}
     inputs = {"random input": random, "the sample CT": sample}
     path = onnx_path(model_dir, stage.name)
@@ -87,6 +89,26 @@ def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float,
     os.replace(tmp, path)
     record_export(model_dir, stage.name)
     return path
+
+
+def network_sample(hu: np.ndarray, spacing_zyx_mm, recipe, stage) -> np.ndarray:
+    """A stage's network input from a HU array, as prediction builds it: ``[1, 1, D, H, W]``
+    (the whole input, padded for the network), or for ``slices_2d`` ``[2, 1, H, W]``, two
+    middle slices, padded."""
+    from flareseg.inference.inferers import stage_image
+    from flareseg.preprocessing.crop import pad_for_network
+    from flareseg.preprocessing.intensity import intensity_map
+
+    intensity = intensity_map(recipe.preprocess)
+    image = stage_image(hu, spacing_zyx_mm, stage, intensity)
+    multiple = recipe.stage_network(stage).size_multiple
+    if stage.sampler == "slices_2d":
+        middle = image.shape[0] // 2
+        slices = [pad_for_network(image[i], multiple, intensity.air)[0] for i in (middle, min(middle + 1, len(image) - 1))]
+        return np.stack(slices)[:, None]
+    if stage.sampler == "spacing_patches":
+        image = pad_for_network(image, multiple, intensity.air)[0]
+    return np.ascontiguousarray(image[None, None])
 
 
 def record_export(model_dir: str | Path, stage: str) -> None:

@@ -34,7 +34,7 @@ ONNX_JSON = "onnx.json"
 FORMAT_VERSION = 1
 BACKENDS = ("auto", "torch", "onnx")
 
-Runner = Callable[[np.ndarray], np.ndarray]  # [1, 1, D, H, W] float32 -> logits [1, C, D, H, W]
+Runner = Callable[[np.ndarray], np.ndarray]  # [B, 1, *spatial] float32 -> logits [B, C, *spatial]
 
 
 def weights_path(model_dir: Path, stage: str) -> Path:
@@ -208,7 +208,8 @@ def torch_runner(model_dir: Path, recipe: Recipe, stage, device: str, threads: i
         raise InputError(f"{path}: missing weights for stage {stage.name!r}")
     if threads:
         torch.set_num_threads(threads)
-    net = build_network(recipe.network.name, recipe.network.kwargs, len(stage.labels) + 1)
+    network = recipe.stage_network(stage)
+    net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
     state = torch.load(path, map_location="cpu", weights_only=True)
     net.load_state_dict({k: v.float() for k, v in state.items()})
     net.to(device).eval()

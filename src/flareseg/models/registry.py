@@ -6,9 +6,11 @@ from typing import Any, Callable
 
 from flareseg.errors import InputError
 from flareseg.models.resunet import ResUNet3D
+from flareseg.models.unet import PlainUNet
 
 NETWORKS: dict[str, Callable[..., Any]] = {
     "resunet3d": ResUNet3D,
+    "unet": PlainUNet,
 }
 
 

@@ -1,7 +1,10 @@
 """Recipes: a method of the FLARE papers as validated data (YAML), one schema for all."""
 
 from flareseg.recipes.schema import (
+    SAMPLERS,
+    LossConfig,
     NetworkConfig,
+    PhaseConfig,
     PreprocessConfig,
     Recipe,
     StageConfig,
@@ -13,6 +16,6 @@ from flareseg.recipes.schema import (
 )
 
 __all__ = [
-    "NetworkConfig", "PreprocessConfig", "Recipe", "StageConfig", "TrainConfig",
-    "builtin_recipes", "load_recipe", "recipe_from_dict", "recipe_to_dict",
+    "SAMPLERS", "LossConfig", "NetworkConfig", "PhaseConfig", "PreprocessConfig", "Recipe", "StageConfig",
+    "TrainConfig", "builtin_recipes", "load_recipe", "recipe_from_dict", "recipe_to_dict",
 ]

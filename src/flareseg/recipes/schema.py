@@ -1,14 +1,16 @@
 """The recipe schema: plain dataclasses, read from and written to YAML, validated on load.
 
-A recipe names everything a method needs: intensity window, network, stages (the coarse
-whole-volume stage and the fine organ-group stages, with their input sizes), loss,
-optimiser, schedule and augmentation. A model directory stores the resolved recipe, so
+A recipe names everything a method needs: intensity preprocessing, networks, stages (the
+whole-volume stage and the crop stages, each with its network, sampler and input size, and
+optionally its training phases), loss, optimiser, schedule and augmentation. A model directory
+stores the resolved recipe (with the dataset statistics a z-score normalisation needs), so
 prediction needs nothing else.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,27 @@ BUILTIN_DIR = Path(__file__).parent
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Intensity preprocessing: clip HU to ``hu_window`` and scale it to [0, 1]."""
+    """Intensity preprocessing (:func:`flareseg.preprocessing.intensity.intensity_map`).
 
+    Attributes:
+        normalization: ``"window"``: HU clipped to ``hu_window`` and scaled to [0, 1].
+            ``"zscore"``: HU clipped to the ``percentiles`` of the training cases' labelled
+            (foreground) voxels, minus their mean, over their standard deviation, as nnU-Net
+            does for CT.
+        hu_window: ``(low, high)`` HU of the ``"window"`` normalisation.
+        percentiles: The clipping percentiles of ``"zscore"``.
+        statistics: ``{"low", "high", "mean", "std"}`` in HU for ``"zscore"``: computed once by
+            training from the training cases and stored with the model; None before.
+    """
+
+    normalization: str = "window"
     hu_window: tuple[float, float] = (-100.0, 300.0)
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    statistics: dict[str, float] | None = None
+
+
+#: Defaults of the registered networks' shape arguments (a test keeps them equal to the classes').
+NETWORK_DEFAULTS = {"resunet3d": {"levels": 4, "spatial_dims": 3}, "unet": {"levels": 7, "spatial_dims": 2}}
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,52 @@ class NetworkConfig:
     name: str = "resunet3d"
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def _setting(self, key: str) -> int:
+        return int(self.kwargs.get(key, NETWORK_DEFAULTS.get(self.name, {}).get(key, 0)))
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 (slices) or 3 (volumes)."""
+        return self._setting("spatial_dims")
+
+    @property
+    def size_multiple(self) -> int:
+        """Network input sizes must be multiples of this (``2^levels``)."""
+        return 2 ** self._setting("levels")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """A loss by name (:data:`flareseg.training.losses.LOSSES`: ``dice_ce``, ``dice``) with its
+    keyword arguments; ``deep_supervision`` weighs the outputs of a deep-supervised network
+    (:func:`flareseg.training.losses.build_loss`)."""
+
+    name: str = "dice_ce"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    deep_supervision: bool = False
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    """One training phase of a stage; each phase starts from the weights the previous one ended
+    with, with a fresh optimiser and learning-rate schedule.
+
+    Attributes:
+        epochs: Epochs of the phase.
+        learning_rate: Initial learning rate; None uses ``train.learning_rate``.
+        optimizer: ``"adamw"`` or ``"sgd"``; None uses ``train.optimizer``.
+        trainable: ``fnmatch`` patterns of parameter names that train; the others stay frozen.
+            Empty: all parameters train.
+        network: Keyword arguments that override the stage network's in this phase, and must
+            keep its parameters (e.g. ``{skip: false}``). The last phase's are the ones prediction uses.
+    """
+
+    epochs: int
+    learning_rate: float | None = None
+    optimizer: str | None = None
+    trainable: tuple[str, ...] = ()
+    network: dict[str, Any] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class StageConfig:
@@ -43,8 +109,8 @@ class StageConfig:
     Attributes:
         name: Stage name; also the weights' file name in the model directory.
         labels: FLARE class ids the stage predicts; output channel ``i + 1`` is ``labels[i]``.
-        size_zyx: Network input size in voxels, ``[z, y, x]``; with ``spacing_mm``, the size
-            of the training patches.
+        size_zyx: Network input size in voxels, ``[z, y, x]`` (``[y, x]`` for ``slices_2d``);
+            with ``spacing_mm``, the size of the training patches.
         crop: ``"whole"`` (the whole volume is resized to ``size_zyx``), ``"group"`` (one crop
             around all ``labels`` of the previous stage's result) or ``"each"`` (one crop per
             label, refined one by one).
@@ -56,16 +122,30 @@ class StageConfig:
             and context in voxels do not depend on the field of view or on the crop's extent.
             Training takes random ``size_zyx`` patches of it; prediction runs the whole
             resampled input at once, padded with air to a multiple of ``2^levels`` (at least
-            twice it). None: resize to ``size_zyx``.
+            twice it). An entry may be None (the scan's own spacing on that axis) and the
+            first, ``"isotropic"`` (z resampled to the scan's in-plane spacing, as the 2D
+            nnU-Net). None: resize to ``size_zyx``.
+        network: The stage's network; None uses the recipe's ``network``.
+        sampler: How the stage is trained and run, one of :data:`SAMPLERS`: ``whole_resize``
+            and ``crop_resize`` (the scan or a crop resized to ``size_zyx``), ``spacing_patches``
+            (resampled to ``spacing_mm``, random patches in training, the whole input at once in
+            prediction), ``slices_2d`` (resampled to ``spacing_mm``, random 2D patches of slices
+            in training, slice by slice in prediction, stacked back to 3D). None: from ``crop``
+            and ``spacing_mm`` (:func:`resolve_sampler`).
+        phases: Training phases (:class:`PhaseConfig`); empty: one phase of ``epochs`` with
+            the ``train`` settings.
     """
 
     name: str
     labels: tuple[int, ...]
-    size_zyx: tuple[int, int, int]
+    size_zyx: tuple[int, ...]
     crop: str = "whole"
     margin_mm: float = 10.0
     epochs: int | None = None
-    spacing_mm: tuple[float, float, float] | None = None
+    spacing_mm: tuple[float | str | None, float | None, float | None] | None = None
+    network: NetworkConfig | None = None
+    sampler: str | None = None
+    phases: tuple[PhaseConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,8 +160,9 @@ class TrainConfig:
     schedule: str = "step"  # "step": multiply by lr_gamma every lr_step_epochs; "poly": (1 - e/E)^0.9
     lr_step_epochs: int = 20
     lr_gamma: float = 0.5
-    dice_weight: float = 1.0
-    ce_weight: float = 1.0
+    optimizer: str = "adamw"  # "adamw", or "sgd": Nesterov momentum ``momentum``, as nnU-Net
+    momentum: float = 0.99
+    loss: LossConfig = LossConfig()
     # Kind -> probability per sample (flareseg.training.augment.build_augmentation); blur and
     # low_resolution as nnU-Net's per-sample probabilities. Kinds left out are off.
     augment: dict[str, float] = field(default_factory=lambda: {
@@ -89,14 +170,17 @@ class TrainConfig:
         "blur": 0.2, "low_resolution": 0.25,
     })
     crop_jitter_mm: float = 10.0
-    foreground_share: float = 0.33  # patches (stages with spacing_mm) that hold a labelled voxel, as nnU-Net
+    # The last ``round(batch_size * share)`` patches of each batch (stages with spacing_mm) hold a
+    # labelled voxel, as nnU-Net's oversampling of foreground
+    foreground_share: float = 0.33
     val_fraction: float = 0.2
     seed: int = 12345
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A whole method: preprocessing, network, stages and training."""
+    """A whole method: preprocessing, network, stages, training and post-processing
+    (``"largest_component"`` per class, or ``"none"``)."""
 
     name: str
     description: str
@@ -104,20 +188,36 @@ class Recipe:
     network: NetworkConfig
     stages: tuple[StageConfig, ...]
     train: TrainConfig
+    postprocess: str = "largest_component"
 
     @property
     def class_ids(self) -> tuple[int, ...]:
         """Every class id the cascade can output, ascending."""
         return tuple(sorted({i for stage in self.stages for i in stage.labels}))
 
-    @property
-    def size_multiple(self) -> int:
-        """Network input sizes must be multiples of this (``2^levels``)."""
-        return 2 ** int(self.network.kwargs.get("levels", 4))
+    def stage_network(self, stage: StageConfig, phase: int = -1) -> NetworkConfig:
+        """The network a stage trains in ``phase`` (index; default the last, the one prediction
+        runs): the stage's or the recipe's, with the phase's overrides."""
+        network = stage.network or self.network
+        overrides = stage.phases[phase].network if stage.phases else {}
+        return NetworkConfig(network.name, {**network.kwargs, **overrides}) if overrides else network
+
+    def phases(self, stage: StageConfig) -> tuple[PhaseConfig, ...]:
+        """A stage's training phases, each complete (no None): its own, or one phase of
+        ``stage.epochs`` (or ``train.epochs``) with the ``train`` settings."""
+        train = self.train
+        phases = stage.phases or (PhaseConfig(stage.epochs or train.epochs),)
+        return tuple(dataclasses.replace(phase, learning_rate=phase.learning_rate or train.learning_rate,
+                                         optimizer=phase.optimizer or train.optimizer) for phase in phases)
 
 
 _CROPS = ("whole", "group", "each")
+#: Stage samplers, each a training sampler and a prediction inferer (see :class:`StageConfig`).
+SAMPLERS = ("whole_resize", "crop_resize", "spacing_patches", "slices_2d")
 _SCHEDULES = ("step", "poly")
+_OPTIMIZERS = ("adamw", "sgd")
+_NORMALIZATIONS = ("window", "zscore")
+_POSTPROCESS = ("largest_component", "none")
 #: flareseg.training.augment.KINDS + PATCH_KINDS, not imported so that loading a recipe needs
 #: no training code (a test keeps the two equal).
 _AUGMENT_KINDS = ("affine", "elastic", "hu_shift", "intensity", "contrast", "noise", "blur", "low_resolution",
@@ -156,7 +256,50 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
             for stage in data.get("stages") or []:
                 if isinstance(stage, dict):
                     stage.pop("epochs", None)
+                    for phase in stage.get("phases") or []:
+                        if isinstance(phase, dict):
+                            phase["epochs"] = overrides["epochs"]
     return recipe_from_dict(data, source=str(path))
+
+
+def resolve_sampler(stage: StageConfig, network: NetworkConfig) -> str:
+    """A stage's sampler when it names none: ``slices_2d`` for a 2D network, ``spacing_patches``
+    with ``spacing_mm``, else ``whole_resize`` or ``crop_resize`` by its ``crop``."""
+    if network.spatial_dims == 2:
+        return "slices_2d"
+    if stage.spacing_mm is not None:
+        return "spacing_patches"
+    return "whole_resize" if stage.crop == "whole" else "crop_resize"
+
+
+def _stage(data: Any, recipe_network: NetworkConfig, where: str) -> StageConfig:
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a mapping, got {data!r}")
+    data = dict(data)
+    if data.get("network") is not None:
+        data["network"] = _build(NetworkConfig, data["network"], f"{where}: network")
+    if data.get("phases") is not None:
+        if not isinstance(data["phases"], (list, tuple)):
+            raise InputError(f"{where}: phases must be a list, got {data['phases']!r}")
+        data["phases"] = tuple(_build(PhaseConfig, phase, f"{where}: phases") for phase in data["phases"])
+    stage = _build(StageConfig, data, where)
+    if stage.sampler is None:
+        stage = dataclasses.replace(stage, sampler=resolve_sampler(stage, stage.network or recipe_network))
+    return stage
+
+
+def _train(data: Any, where: str) -> TrainConfig:
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a mapping, got {data!r}")
+    data = dict(data)
+    loss = dict(data.pop("loss", None) or {})
+    weights = {key: data.pop(key) for key in ("dice_weight", "ce_weight") if key in data}  # older recipes
+    if weights:
+        if loss.get("name", "dice_ce") != "dice_ce":
+            raise InputError(f"{where}: dice_weight and ce_weight belong to the dice_ce loss")
+        loss["kwargs"] = {**weights, **(loss.get("kwargs") or {})}
+    data["loss"] = _build(LossConfig, loss, f"{where}: loss")
+    return _build(TrainConfig, data, where)
 
 
 def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
@@ -164,13 +307,15 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
     known = {f.name for f in dataclasses.fields(Recipe)}
     _reject_unknown(data, known, source)
     try:
+        network = _build(NetworkConfig, data.get("network", {}), f"{source}: network")
         recipe = Recipe(
             name=str(data["name"]),
             description=str(data.get("description", "")),
             preprocess=_build(PreprocessConfig, data.get("preprocess", {}), f"{source}: preprocess"),
-            network=_build(NetworkConfig, data.get("network", {}), f"{source}: network"),
-            stages=tuple(_build(StageConfig, s, f"{source}: stages") for s in data["stages"]),
-            train=_build(TrainConfig, data.get("train", {}), f"{source}: train"),
+            network=network,
+            stages=tuple(_stage(s, network, f"{source}: stages") for s in data["stages"]),
+            train=_train(data.get("train", {}), f"{source}: train"),
+            postprocess=data.get("postprocess", "largest_component"),
         )
     except KeyError as error:
         raise InputError(f"{source}: missing key {error}") from None
@@ -179,7 +324,8 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
-    """Plain data (lists, dicts, numbers) that ``recipe_from_dict`` reads back to an equal recipe."""
+    """Plain data (lists, dicts, numbers) that ``recipe_from_dict`` reads back to an equal recipe;
+    a stage's ``sampler``, ``network`` and ``phases`` only where they are not the defaults."""
     def plain(value):
         if isinstance(value, (tuple, list)):
             return [plain(v) for v in value]
@@ -187,7 +333,14 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
             return {k: plain(v) for k, v in value.items()}
         return value
 
-    return plain(dataclasses.asdict(recipe))
+    data = plain(dataclasses.asdict(recipe))
+    for stage, stage_data in zip(recipe.stages, data["stages"]):  # what a stage leaves to the defaults
+        if stage.sampler == resolve_sampler(dataclasses.replace(stage, sampler=None), stage.network or recipe.network):
+            del stage_data["sampler"]
+        for key in ("network", "phases"):
+            if not stage_data[key]:
+                del stage_data[key]
+    return data
 
 
 def _build(cls, data: Any, where: str):
@@ -198,7 +351,8 @@ def _build(cls, data: Any, where: str):
     values = {}
     for key, value in data.items():
         default = names[key].default
-        values[key] = tuple(value) if isinstance(value, list) or isinstance(default, tuple) else value
+        values[key] = tuple(value) if isinstance(value, list) or (
+            isinstance(default, tuple) and isinstance(value, (list, tuple))) else value
     try:
         return cls(**values)
     except TypeError as error:
@@ -212,6 +366,9 @@ def _reject_unknown(data: dict, known: set[str], where: str) -> None:
 
 
 def _validate(recipe: Recipe, source: str) -> None:
+    _validate_preprocess(recipe.preprocess, source)
+    if recipe.postprocess not in _POSTPROCESS:
+        raise InputError(f"{source}: postprocess must be one of {_POSTPROCESS}, got {recipe.postprocess!r}")
     if not recipe.stages or recipe.stages[0].crop != "whole":
         raise InputError(f"{source}: the first stage must take the whole volume (crop: whole)")
     names = [stage.name for stage in recipe.stages]
@@ -226,16 +383,18 @@ def _validate(recipe: Recipe, source: str) -> None:
             raise InputError(f"{where}: labels must be distinct FLARE ids 1..14, got {list(stage.labels)}")
         if stage.epochs is not None and (not isinstance(stage.epochs, int) or stage.epochs < 1):
             raise InputError(f"{where}: epochs must be a positive integer or absent, got {stage.epochs!r}")
-        if len(stage.size_zyx) != 3 or min(stage.size_zyx) < 8:
-            raise InputError(f"{where}: size_zyx must be three sizes >= 8, got {list(stage.size_zyx)}")
-        if any(s % recipe.size_multiple for s in stage.size_zyx):
-            raise InputError(f"{where}: each size must be divisible by 2^levels = {recipe.size_multiple}")
         if stage.spacing_mm is not None:
             spacing = stage.spacing_mm
             if not isinstance(spacing, tuple) or len(spacing) != 3 or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 50 for v in spacing):
-                raise InputError(f"{where}: spacing_mm must be three voxel sizes in mm (0, 50], got {spacing!r}")
+                    _is_size(v) or v is None or (axis == 0 and v == "isotropic") for axis, v in enumerate(spacing)):
+                raise InputError(f"{where}: spacing_mm must be three voxel sizes in mm (0, 50] (or null: the "
+                                 f"scan's; the first may be 'isotropic'), got {spacing!r}")
+        _validate_stage_network(recipe, stage, where)
     train = recipe.train
+    if train.optimizer not in _OPTIMIZERS:
+        raise InputError(f"{source}: train.optimizer must be one of {_OPTIMIZERS}, got {train.optimizer!r}")
+    if not isinstance(train.loss.kwargs, dict):
+        raise InputError(f"{source}: train.loss.kwargs must be a mapping, got {train.loss.kwargs!r}")
     if train.schedule not in _SCHEDULES:
         raise InputError(f"{source}: train.schedule must be one of {_SCHEDULES}, got {train.schedule!r}")
     if train.epochs < 1 or train.iterations_per_epoch < 1 or train.batch_size < 1:
@@ -250,3 +409,64 @@ def _validate(recipe: Recipe, source: str) -> None:
                          f"got {train.augment!r}")
     if not 0 <= train.val_fraction < 1:
         raise InputError(f"{source}: train.val_fraction must be in [0, 1)")
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 50
+
+
+def _ordered_pair(value, minimum: float = -math.inf, maximum: float = math.inf) -> bool:
+    return (isinstance(value, tuple) and len(value) == 2 and all(_is_number(v) for v in value)
+            and minimum <= value[0] < value[1] <= maximum)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_preprocess(preprocess: PreprocessConfig, source: str) -> None:
+    if preprocess.normalization not in _NORMALIZATIONS:
+        raise InputError(f"{source}: preprocess.normalization must be one of {_NORMALIZATIONS}, "
+                         f"got {preprocess.normalization!r}")
+    if not _ordered_pair(preprocess.hu_window):
+        raise InputError(f"{source}: preprocess.hu_window must be [low, high] HU with low < high, "
+                         f"got {preprocess.hu_window!r}")
+    if not _ordered_pair(preprocess.percentiles, 0, 100):
+        raise InputError(f"{source}: preprocess.percentiles must be [low, high] with 0 <= low < high <= 100, "
+                         f"got {preprocess.percentiles!r}")
+    statistics = preprocess.statistics
+    if statistics is not None and (not isinstance(statistics, dict) or set(statistics) != {"low", "high", "mean", "std"}
+                                   or not statistics["std"] > 0):
+        raise InputError(f"{source}: preprocess.statistics must hold low, high, mean and std > 0, got {statistics!r}")
+
+
+def _validate_stage_network(recipe: Recipe, stage: StageConfig, where: str) -> None:
+    """The stage's sampler, input size and phases against its network."""
+    network = stage.network or recipe.network
+    if stage.sampler not in SAMPLERS:
+        raise InputError(f"{where}: sampler must be one of {SAMPLERS}, got {stage.sampler!r}")
+    dims = 2 if stage.sampler == "slices_2d" else 3
+    if network.spatial_dims != dims:
+        raise InputError(f"{where}: sampler {stage.sampler} needs a {dims}D network, "
+                         f"{network.name} is {network.spatial_dims}D")
+    if stage.sampler == "spacing_patches" and stage.spacing_mm is None:
+        raise InputError(f"{where}: sampler spacing_patches needs spacing_mm")
+    if stage.sampler in ("whole_resize", "crop_resize") and (
+            stage.spacing_mm is not None or (stage.crop == "whole") != (stage.sampler == "whole_resize")):
+        raise InputError(f"{where}: sampler {stage.sampler} needs crop "
+                         f"{'whole' if stage.sampler == 'whole_resize' else 'group or each'} and no spacing_mm")
+    if len(stage.size_zyx) != dims or min(stage.size_zyx) < 8:
+        raise InputError(f"{where}: size_zyx must be {dims} sizes >= 8, got {list(stage.size_zyx)}")
+    if any(s % network.size_multiple for s in stage.size_zyx):
+        raise InputError(f"{where}: each size must be divisible by 2^levels = {network.size_multiple}")
+    if dims == 2 and isinstance(recipe.train.augment, dict) and recipe.train.augment.get("elastic", 0):
+        raise InputError(f"{where}: the elastic augmentation is 3D only; a 2D stage needs train.augment.elastic 0")
+    for index, phase in enumerate(stage.phases):
+        if not isinstance(phase.epochs, int) or isinstance(phase.epochs, bool) or phase.epochs < 1:
+            raise InputError(f"{where}: phase {index + 1}: epochs must be a positive integer, got {phase.epochs!r}")
+        if phase.optimizer is not None and phase.optimizer not in _OPTIMIZERS:
+            raise InputError(f"{where}: phase {index + 1}: optimizer must be one of {_OPTIMIZERS}")
+        if not isinstance(phase.network, dict) or not all(isinstance(p, str) for p in phase.trainable):
+            raise InputError(f"{where}: phase {index + 1}: network is a mapping, trainable a list of patterns")
+        if recipe.stage_network(stage, index).size_multiple != network.size_multiple:
+            raise InputError(f"{where}: phase {index + 1}: network overrides must keep the network's levels")

@@ -1,11 +1,10 @@
 """Training augmentation from MONAI dictionary transforms, on ``{"image", "label"}`` arrays
-``[C, D, H, W]`` (image preprocessed by the recipe: HU clipped to its window and scaled to
-[0, 1], :func:`flareseg.preprocessing.intensity.clip_and_scale`; label channel indices,
-resampled nearest).
+``[C, D, H, W]`` or, for 2D stages, ``[C, H, W]`` (image normalised by the recipe,
+:func:`flareseg.preprocessing.intensity.intensity_map`; label channel indices, resampled nearest).
 
 Spatial transforms sample outside the volume where they rotate, shrink, shift or deform it.
 There the label becomes background (0) and the image becomes air: -1000 HU put through the
-recipe's own intensity preprocessing (:func:`flareseg.preprocessing.intensity.air_value`),
+recipe's own intensity preprocessing (:attr:`flareseg.preprocessing.intensity.IntensityMap.air`),
 never a constant chosen here.
 
 Intensity transforms (every kind but ``affine`` and ``elastic``) change the image only, never
@@ -18,7 +17,7 @@ import math
 
 import numpy as np
 
-from flareseg.preprocessing.intensity import air_value
+from flareseg.preprocessing.intensity import IntensityMap, window_map
 
 KINDS = ("affine", "elastic", "hu_shift", "intensity", "contrast", "noise", "blur", "low_resolution")
 #: Applied when patches are sampled (:mod:`flareseg.training.patches`), not by MONAI.
@@ -32,18 +31,19 @@ LOW_RESOLUTION_ZOOM = (0.5, 1.0)  # low_resolution: kept fraction of voxels per 
 _BLUR_BORDER = math.ceil(4 * BLUR_SIGMA_VOXELS[1])
 
 
-def build_augmentation(probabilities: dict[str, float], seed: int, hu_window: tuple[float, float]):
+def build_augmentation(probabilities: dict[str, float], seed: int, intensity: IntensityMap | tuple[float, float],
+                       spatial_dims: int = 3):
     """A seeded MONAI ``Compose`` of the augmentations whose probability is > 0.
 
     The kinds, in the order they are applied, each with its own probability per sample;
     ``affine`` and ``elastic`` move image and label together, the rest change the image only:
 
-    - ``affine``: rotation +-15 deg, scaling +-15 %, shifts +-4 voxels.
+    - ``affine``: rotation +-15 deg (about each axis; in-plane in 2D), scaling +-15 %, shifts +-4 voxels.
     - ``elastic``: deformation (``Rand3DElasticd``: field smoothed with sigma 5-7 voxels,
-      magnitude 20-60).
+      magnitude 20-60); 3D only.
     - ``hu_shift``: one offset for the whole image, uniform in +-25 HU (contrast phase,
-      scanner calibration), i.e. +-25 / (high - low) in the scaled units of ``hu_window``.
-      It comes first, while the image is still ``(HU - low) / (high - low)``. Not clipped,
+      scanner calibration), i.e. +-25 HU in the normalised units (+-25 / (high - low) with a
+      window). It comes first, while the image is still a linear map of HU. Not clipped,
       as the other intensity kinds: voxels that preprocessing clipped to a window
       bound move too, although their true HU (anywhere beyond the bound) is unknown, so
       clipping again would be no more faithful for them.
@@ -55,19 +55,20 @@ def build_augmentation(probabilities: dict[str, float], seed: int, hu_window: tu
       drawn per axis; the image is padded with its edge values first, so a constant image
       stays constant up to its borders.
     - ``low_resolution``: thick slices / coarse pixels: downsampled by a zoom factor in
-      [0.5, 1] (same for all axes, nearest) and upsampled back (trilinear); shape kept.
+      [0.5, 1] (same for all axes, nearest) and upsampled back (linear); shape kept.
 
     Args:
         probabilities: Kind -> probability in [0, 1]; kinds left out are off.
             ``field_of_view`` is accepted and left to patch sampling.
         seed: Seed of the transforms' random state.
-        hu_window: ``(low, high)`` HU window of the recipe's preprocessing: gives ``hu_shift``
-            its scale, and air (-1000 HU, :func:`~flareseg.preprocessing.intensity.air_value`),
+        intensity: The recipe's intensity map (or a ``(low, high)`` HU window): gives ``hu_shift``
+            its scale, and air (-1000 HU, :attr:`~flareseg.preprocessing.intensity.IntensityMap.air`),
             the image value where spatial transforms sample outside the volume. The label
             pads with background (0).
+        spatial_dims: 3 for volumes, 2 for slices.
 
     Raises:
-        ValueError: An unknown kind.
+        ValueError: An unknown kind, or ``elastic`` in 2D.
     """
     from monai import transforms as mt
 
@@ -75,19 +76,23 @@ def build_augmentation(probabilities: dict[str, float], seed: int, hu_window: tu
     if unknown:
         raise ValueError(f"unknown augmentation(s) {sorted(unknown)}")
     p = {key: float(probabilities.get(key, 0.0)) for key in KINDS}
-    compose = mt.Compose(_spatial_steps(p, air_value(hu_window)) + _intensity_steps(p, hu_window))
+    if spatial_dims == 2 and p["elastic"] > 0:
+        raise ValueError("elastic augmentation is 3D only")
+    if not isinstance(intensity, IntensityMap):
+        intensity = window_map(intensity)
+    compose = mt.Compose(_spatial_steps(p, intensity.air, spatial_dims) + _intensity_steps(p, intensity, spatial_dims))
     compose.set_random_state(seed=seed % (2 ** 32))
     return compose
 
 
-def _spatial_steps(p: dict[str, float], pad_value: float) -> list:
+def _spatial_steps(p: dict[str, float], pad_value: float, dims: int) -> list:
     from monai import transforms as mt
 
     keys, modes = ["image", "label"], ["bilinear", "nearest"]
     spatial = []
     if p["affine"] > 0:
-        spatial.append(mt.RandAffined(keys, prob=p["affine"], rotate_range=(0.26, 0.26, 0.26),
-                                      scale_range=(0.15, 0.15, 0.15), translate_range=(4, 4, 4),
+        spatial.append(mt.RandAffined(keys, prob=p["affine"], rotate_range=(0.26,) * (3 if dims == 3 else 1),
+                                      scale_range=(0.15,) * dims, translate_range=(4,) * dims,
                                       mode=modes, padding_mode="zeros"))
     if p["elastic"] > 0:
         spatial.append(mt.Rand3DElasticd(keys, sigma_range=(5, 7), magnitude_range=(20, 60), prob=p["elastic"],
@@ -99,13 +104,12 @@ def _spatial_steps(p: dict[str, float], pad_value: float) -> list:
     return [mt.ShiftIntensityd("image", offset=-pad_value), *spatial, mt.ShiftIntensityd("image", offset=pad_value)]
 
 
-def _intensity_steps(p: dict[str, float], hu_window: tuple[float, float]) -> list:
+def _intensity_steps(p: dict[str, float], intensity: IntensityMap, dims: int) -> list:
     from monai import transforms as mt
 
     steps = []
     if p["hu_shift"] > 0:
-        width_hu = float(hu_window[1]) - float(hu_window[0])
-        steps.append(mt.RandShiftIntensityd("image", offsets=HU_SHIFT_HU / width_hu, prob=p["hu_shift"]))
+        steps.append(mt.RandShiftIntensityd("image", offsets=HU_SHIFT_HU * intensity.per_hu, prob=p["hu_shift"]))
     if p["intensity"] > 0:
         steps.append(mt.RandScaleIntensityd("image", factors=0.1, prob=p["intensity"]))
         steps.append(mt.RandShiftIntensityd("image", offsets=0.1, prob=p["intensity"]))
@@ -117,10 +121,11 @@ def _intensity_steps(p: dict[str, float], hu_window: tuple[float, float]) -> lis
         steps += [mt.BorderPadd("image", spatial_border=_BLUR_BORDER, mode="replicate"),
                   mt.RandGaussianSmoothd("image", sigma_x=BLUR_SIGMA_VOXELS, sigma_y=BLUR_SIGMA_VOXELS,
                                          sigma_z=BLUR_SIGMA_VOXELS, prob=p["blur"]),
-                  mt.SpatialCropd("image", roi_slices=[slice(_BLUR_BORDER, -_BLUR_BORDER)] * 3)]
+                  mt.SpatialCropd("image", roi_slices=[slice(_BLUR_BORDER, -_BLUR_BORDER)] * dims)]
     if p["low_resolution"] > 0:
         steps.append(mt.RandSimulateLowResolutiond("image", prob=p["low_resolution"], zoom_range=LOW_RESOLUTION_ZOOM,
-                                                   downsample_mode="nearest", upsample_mode="trilinear"))
+                                                   downsample_mode="nearest",
+                                                   upsample_mode="trilinear" if dims == 3 else "bilinear"))
     return steps
 
 

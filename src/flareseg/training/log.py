@@ -27,9 +27,9 @@ def _plot(history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [row["epoch"] for row in history]
+    epochs = list(range(1, len(history) + 1))  # counted through all phases
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    left.plot(epochs, [row["train_loss"] for row in history], label="train loss (Dice + CE)")
+    left.plot(epochs, [row["train_loss"] for row in history], label="train loss")
     left.set_xlabel("epoch")
     left.legend()
     right.plot(epochs, [row["val_dice_mean"] for row in history], label="validation mean DSC", color="C1")

@@ -1,12 +1,17 @@
-"""The training loop of one stage: seeded epochs, validation DSC, checkpoints and exact resume.
+"""The training loop of one stage: phases, seeded epochs, validation DSC, checkpoints and exact resume.
 
-Every epoch re-seeds its own random streams from ``(seed, stage, epoch)``, so a run that was
-killed and resumed from the last checkpoint replays the same epochs as one that was not.
+A stage trains in one or more phases (:class:`flareseg.recipes.PhaseConfig`): each starts from
+the weights the previous one ended with, builds the network with its own overrides (e.g. skip
+connections off, then on), and trains only its ``trainable`` parameters with a fresh optimiser
+and schedule. Every epoch re-seeds its own random streams from ``(seed, stage, [phase,] epoch)``,
+so a run that was killed and resumed from the last checkpoint (which records the phase) replays
+the same epochs as one that was not. The weights a stage ships are the best of its last phase.
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
 import os
 import time
@@ -18,13 +23,13 @@ import torch
 
 from flareseg.errors import InputError
 from flareseg.labels import label_name
+from flareseg.inference.inferers import infer
 from flareseg.models.registry import build_network
-from flareseg.preprocessing.crop import crop, pad_for_network
-from flareseg.preprocessing.intensity import air_value
-from flareseg.recipes import Recipe, StageConfig, TrainConfig
+from flareseg.preprocessing.intensity import intensity_map
+from flareseg.recipes import PhaseConfig, Recipe, StageConfig, TrainConfig
 from flareseg.training.augment import KINDS, augment_pair, build_augmentation
 from flareseg.training.log import write_log
-from flareseg.training.losses import dice_ce_loss
+from flareseg.training.losses import build_loss
 from flareseg.training.patches import cut_field_of_view, foreground_voxel, random_patch
 from flareseg.training.samples import Sample
 
@@ -42,24 +47,27 @@ class RunOptions:
     threads: int | None = None
 
 
-def learning_rate(train: TrainConfig, epoch: int, epochs: int) -> float:
-    """Learning rate of an epoch (0-based) out of ``epochs``: step decay or poly."""
+def learning_rate(train: TrainConfig, epoch: int, epochs: int, base: float | None = None) -> float:
+    """Learning rate of an epoch (0-based) out of ``epochs``, from ``base`` (default
+    ``train.learning_rate``): step decay or poly."""
+    base = train.learning_rate if base is None else base
     if train.schedule == "poly":
-        return train.learning_rate * (1 - epoch / epochs) ** 0.9
-    return train.learning_rate * train.lr_gamma ** (epoch // train.lr_step_epochs)
+        return base * (1 - epoch / epochs) ** 0.9
+    return base * train.lr_gamma ** (epoch // train.lr_step_epochs)
 
 
 def make_batch(samples: list[Sample], indices, compose, device: str, patch=None):
-    """Augmented batch: images ``[B, 1, D, H, W]``, targets ``[B, D, H, W]``, annotated ``[B, C]``
+    """Augmented batch: images ``[B, 1, *spatial]``, targets ``[B, *spatial]``, annotated ``[B, C]``
     and merged-label channel sets ``[B, K, C]`` (K the most any sample has; unused rows False).
 
-    ``patch``, when given, takes each image/label pair to the network's input size first
-    (random patches of a whole-volume stage at a fixed spacing; see :func:`patch_sampler`).
+    ``patch``, when given, takes each image/label pair to the network's input size first, given
+    its place in the batch (random patches or 2D slice patches of a stage at a fixed spacing;
+    see :func:`patch_sampler`).
     """
     images, targets = [], []
-    for i in indices:
+    for row, i in enumerate(indices):
         image, label = samples[i].image, samples[i].label
-        image, label = patch(image, label) if patch is not None else (image.astype(np.float32), label)
+        image, label = patch(image, label, row) if patch is not None else (image.astype(np.float32), label)
         if compose is not None:
             image, label = augment_pair(compose, image, label)
         images.append(image[None])
@@ -72,39 +80,53 @@ def make_batch(samples: list[Sample], indices, compose, device: str, patch=None)
             torch.from_numpy(annotated).to(device), torch.from_numpy(sets).to(device))
 
 
-def patch_sampler(stage: StageConfig, recipe: Recipe, rng: np.random.Generator):
-    """For a stage with ``spacing_mm``: a function taking a random ``size_zyx`` patch of an
-    image/label pair (holding a random labelled voxel with probability ``train.foreground_share``),
-    cut to a random field of view with probability ``augment.field_of_view``; None for stages
-    whose samples already have the input size."""
-    if stage.spacing_mm is None:
-        return None
-    air = air_value(recipe.preprocess.hu_window)
-    probability = float(recipe.train.augment.get("field_of_view", 0.0))
+def forced_foreground(row: int, batch_size: int, share: float) -> bool:
+    """nnU-Net's foreground oversampling: the last ``round(batch_size * share)`` patches of a batch
+    hold a labelled voxel (e.g. 4 of 12 with a third), the others lie anywhere."""
+    return not row < round(batch_size * (1 - share))
 
-    def patch(image: np.ndarray, label: np.ndarray):
-        holding = foreground_voxel(label, rng) if rng.random() < recipe.train.foreground_share else None
-        image, label = random_patch(image, label, stage.size_zyx, rng, air, holding)
+
+def patch_sampler(stage: StageConfig, recipe: Recipe, rng: np.random.Generator):
+    """For a stage at a fixed spacing: a function ``(image, label, row in batch) -> (image, label)``
+    taking a random ``size_zyx`` patch (``spacing_patches``), or a random ``[y, x]`` patch of a
+    random slice (``slices_2d``), holding a random labelled voxel where :func:`forced_foreground`
+    says so, cut to a random field of view with probability ``augment.field_of_view`` (3D only);
+    None for stages whose samples already have the input size."""
+    if stage.sampler not in ("spacing_patches", "slices_2d"):
+        return None
+    air = intensity_map(recipe.preprocess).air
+    flat = stage.sampler == "slices_2d"
+    size = (1, *stage.size_zyx) if flat else tuple(stage.size_zyx)
+    probability = 0.0 if flat else float(recipe.train.augment.get("field_of_view", 0.0))
+    train = recipe.train
+
+    def patch(image: np.ndarray, label: np.ndarray, row: int):
+        forced = forced_foreground(row, train.batch_size, train.foreground_share)
+        holding = foreground_voxel(label, rng) if forced else None
+        image, label = random_patch(image, label, size, rng, air, holding)
         if rng.random() < probability:
             image, label = cut_field_of_view(image, label, rng, air)
-        return image, label
+        return (image[0], label[0]) if flat else (image, label)
 
     return patch
 
 
 def validation_dice(net, samples: list[Sample], channels: int, device: str, multiple: int = 1,
-                    pad_value: float = 0.0) -> np.ndarray:
+                    pad_value: float = 0.0, sampler: str = "spacing_patches") -> np.ndarray:
     """Per-channel DSC over the validation samples (argmax); NaN where never annotated and present.
 
-    Samples of any size are padded with ``pad_value`` for the network first, as prediction pads them.
+    Each sample is run as prediction runs the stage's input (:func:`flareseg.inference.inferers.infer`:
+    padded with ``pad_value`` for the network, or slice by slice).
     """
     inter, total = np.zeros(channels), np.zeros(channels)
     net.eval()
+
+    def runner(x: np.ndarray) -> np.ndarray:
+        return net(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
     with torch.inference_mode():
         for sample in samples:
-            image, box = pad_for_network(sample.image.astype(np.float32), multiple, pad_value)
-            x = torch.from_numpy(image[None, None]).to(device)
-            pred = crop(net(x).argmax(1)[0].cpu().numpy(), box)
+            pred = infer(runner, sample.image.astype(np.float32), sampler, multiple, pad_value, labels=True)
             for c in range(1, channels):  # members of a merged label cannot be told apart: not scored
                 if sample.annotated[c] and not sample.sets[:, c].any():
                     inter[c] += np.count_nonzero((pred == c) & (sample.label == c))
@@ -126,13 +148,15 @@ def _save_checkpoint(state: dict, folder: Path) -> None:
     os.replace(tmp, folder / CHECKPOINT)
 
 
-def _epoch(net, optimizer, samples, stage: StageConfig, recipe: Recipe, seed, options: RunOptions, desc: str) -> float:
+def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe, seed, options: RunOptions,
+           desc: str) -> float:
     train = recipe.train
     rng = np.random.default_rng(seed)
     torch.manual_seed(int(rng.integers(2 ** 31)))
     compose = None
     if any(train.augment.get(kind, 0.0) for kind in KINDS):
-        compose = build_augmentation(train.augment, int(rng.integers(2 ** 31)), recipe.preprocess.hu_window)
+        dims = recipe.stage_network(stage).spatial_dims
+        compose = build_augmentation(train.augment, int(rng.integers(2 ** 31)), intensity_map(recipe.preprocess), dims)
     patch = patch_sampler(stage, recipe, rng)
     scaler = torch.amp.GradScaler("cuda") if options.device.startswith("cuda") and not torch.cuda.is_bf16_supported() else None
     net.train()
@@ -142,10 +166,10 @@ def _epoch(net, optimizer, samples, stage: StageConfig, recipe: Recipe, seed, op
     bar = tqdm(range(train.iterations_per_epoch), desc=desc, unit="it", leave=False, disable=not options.progress)
     for _ in bar:
         x, y, annotated, sets = make_batch(samples, rng.integers(len(samples), size=train.batch_size), compose,
-                                     options.device, patch)
+                                           options.device, patch)
         with _autocast(options.device):
-            logits = net(x)
-        loss = dice_ce_loss(logits, y, annotated, train.dice_weight, train.ce_weight, sets=sets)
+            outputs = net(x)
+        loss = loss_fn(outputs, y, annotated, sets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -159,46 +183,94 @@ def _epoch(net, optimizer, samples, stage: StageConfig, recipe: Recipe, seed, op
     return float(np.mean(losses))
 
 
+def trainable_parameters(net: torch.nn.Module, patterns) -> list[torch.nn.Parameter]:
+    """The parameters whose names match one of the ``fnmatch`` ``patterns`` (all when there are
+    none); the others get ``requires_grad = False``.
+
+    Raises:
+        InputError: The patterns match no parameter.
+    """
+    chosen = []
+    for name, parameter in net.named_parameters():
+        parameter.requires_grad_(not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns))
+        if parameter.requires_grad:
+            chosen.append(parameter)
+    if not chosen:
+        raise InputError(f"trainable patterns {list(patterns)} match no parameter of the network")
+    return chosen
+
+
+def make_optimizer(parameters, phase: PhaseConfig, train: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, or SGD with Nesterov momentum (nnU-Net's), over ``parameters``."""
+    if phase.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=phase.learning_rate, momentum=train.momentum, nesterov=True,
+                               weight_decay=train.weight_decay)
+    return torch.optim.AdamW(parameters, lr=phase.learning_rate, weight_decay=train.weight_decay)
+
+
+def _phase_network(recipe: Recipe, stage: StageConfig, phase: int, device: str, weights: dict | None = None):
+    network = recipe.stage_network(stage, phase)
+    net = build_network(network.name, network.kwargs, len(stage.labels) + 1).to(device)
+    if weights is not None:
+        net.load_state_dict(weights)  # strict: a phase's overrides must keep the parameters
+    return net
+
+
 def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samples: list[Sample],
                 val_samples: list[Sample], folder: Path, options: RunOptions) -> dict:
-    """Train one stage; returns the best weights (a state dict). Checkpoints to ``folder`` every epoch."""
+    """Train one stage through its phases; returns the best weights of its last phase (a state
+    dict). Checkpoints to ``folder`` every epoch."""
     if not train_samples:
         raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
     folder.mkdir(parents=True, exist_ok=True)
     if options.threads:
         torch.set_num_threads(options.threads)
-    torch.manual_seed(recipe.train.seed + stage_index)  # the same initial weights on every run
-    net = build_network(recipe.network.name, recipe.network.kwargs, len(stage.labels) + 1).to(options.device)
     train = recipe.train
-    optimizer = torch.optim.AdamW(net.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
-    state = {"epoch": 0, "best_score": -math.inf, "best_net": None, "history": []}
-    if options.resume and (folder / CHECKPOINT).is_file():
+    phases = recipe.phases(stage)
+    loss_fn = build_loss(train.loss.name, train.loss.kwargs, train.loss.deep_supervision)
+    intensity = intensity_map(recipe.preprocess)
+    state = {"phase": 0, "epoch": 0, "best_score": -math.inf, "best_net": None, "history": []}
+    resumed = options.resume and (folder / CHECKPOINT).is_file()
+    if resumed:
         state = torch.load(folder / CHECKPOINT, map_location=options.device, weights_only=False)
-        net.load_state_dict(state["net"])
-        optimizer.load_state_dict(state["optimizer"])
+        state.setdefault("phase", 0)
+    torch.manual_seed(train.seed + stage_index)  # the same initial weights on every run
+    net = _phase_network(recipe, stage, state["phase"], options.device, state.get("net") if resumed else None)
     validation = val_samples or train_samples
-    epochs = stage.epochs or train.epochs
-    for epoch in range(state["epoch"], epochs):
-        start = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(train, epoch, epochs)
-        desc = f"{stage.name} {epoch + 1}/{epochs}"
-        loss = _epoch(net, optimizer, train_samples, stage, recipe, [train.seed, stage_index, epoch], options, desc)
-        dice = validation_dice(net, validation, len(stage.labels) + 1, options.device, recipe.size_multiple,
-                               air_value(recipe.preprocess.hu_window))
-        score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
-        row = {"epoch": epoch + 1, "lr": learning_rate(train, epoch, epochs), "train_loss": loss, "val_dice_mean": score}
-        row.update({f"val_dice_{label_name(i)}": float(d) for i, d in zip(stage.labels, dice[1:])})
-        row["seconds"] = time.perf_counter() - start
-        state["history"].append(row)
-        if score > state["best_score"]:
-            state["best_score"], state["best_net"] = score, copy.deepcopy(net.state_dict())
-        state.update(epoch=epoch + 1, net=net.state_dict(), optimizer=optimizer.state_dict())
-        _save_checkpoint(state, folder)
-        write_log(state["history"], folder)
-        if options.progress:
-            from tqdm import tqdm
+    channels = len(stage.labels) + 1
+    first_phase = state["phase"]
+    for index in range(first_phase, len(phases)):
+        phase = phases[index]
+        if index > first_phase:  # weights carried over, optimiser and schedule start afresh
+            net = _phase_network(recipe, stage, index, options.device, net.state_dict())
+            state.update(phase=index, epoch=0)
+        optimizer = make_optimizer(trainable_parameters(net, phase.trainable), phase, train)
+        if index == first_phase and resumed and state["epoch"] < phase.epochs:
+            optimizer.load_state_dict(state["optimizer"])
+        last = index == len(phases) - 1
+        multiple = recipe.stage_network(stage, index).size_multiple
+        for epoch in range(state["epoch"], phase.epochs):
+            start = time.perf_counter()
+            rate = learning_rate(train, epoch, phase.epochs, phase.learning_rate)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+            seed = [train.seed, stage_index, epoch] if index == 0 else [train.seed, stage_index, index, epoch]
+            name = f"{stage.name}{f' phase {index + 1}' if len(phases) > 1 else ''}"
+            desc = f"{name} {epoch + 1}/{phase.epochs}"
+            loss = _epoch(net, optimizer, loss_fn, train_samples, stage, recipe, seed, options, desc)
+            dice = validation_dice(net, validation, channels, options.device, multiple, intensity.air, stage.sampler)
+            score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
+            row = {"phase": index + 1, "epoch": epoch + 1, "lr": rate, "train_loss": loss, "val_dice_mean": score}
+            row.update({f"val_dice_{label_name(i)}": float(d) for i, d in zip(stage.labels, dice[1:])})
+            row["seconds"] = time.perf_counter() - start
+            state["history"].append(row)
+            if last and score > state["best_score"]:
+                state["best_score"], state["best_net"] = score, copy.deepcopy(net.state_dict())
+            state.update(epoch=epoch + 1, net=net.state_dict(), optimizer=optimizer.state_dict())
+            _save_checkpoint(state, folder)
+            write_log(state["history"], folder)
+            if options.progress:
+                from tqdm import tqdm
 
-            tqdm.write(f"{stage.name} epoch {epoch + 1}/{epochs}: loss {loss:.3f}, "
-                       f"validation mean DSC {score:.3f}, {row['seconds']:.0f} s")
+                tqdm.write(f"{desc}: loss {loss:.3f}, validation mean DSC {score:.3f}, {row['seconds']:.0f} s")
     return state["best_net"]

@@ -11,12 +11,23 @@ index past the channels, ``C + j``, that stands for the set ``sets[b, j]`` of ch
 probability is the sum of theirs (CE on log sum p), and Dice scores that sum against the
 merged mask in place of the members' own Dice, which the merged voxels cannot tell apart (a
 set that also stands for background, in a stage holding only some members, has CE only).
+
+Recipes name their loss (:data:`LOSSES`: ``dice_ce``, ``dice``, the same without CE);
+:func:`build_loss` turns the name and its keyword arguments into ``loss(outputs, target,
+annotated, sets)``, which with deep supervision weights the outputs of a deep-supervised
+network the way nnU-Net does (:func:`deep_supervision_weights`), each against the target
+down-sampled by nearest neighbour (:func:`downsample_target`).
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+
 import torch
 import torch.nn.functional as F
+
+from flareseg.errors import InputError
 
 
 def marginal_log_probs(logits: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
@@ -80,10 +91,110 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Te
         # summed probability over the patch would reward calling true background some organ.
         scored = used & ~sets[:, :, 0]
         weight = torch.cat([weight.masked_fill(members, 0), scored.to(weight.dtype)], dim=1)
-    ce = F.nll_loss(log_merged, target)
     probs = log_merged.exp()
     onehot = F.one_hot(target, log_merged.shape[1]).movedim(-1, 1).to(probs.dtype)
     dims = tuple(range(2, logits.dim()))
     dice = (2 * (probs * onehot).sum(dims) + smooth) / (probs.sum(dims) + onehot.sum(dims) + smooth)
     dice_loss = 1 - (dice * weight).sum() / weight.sum().clamp_min(1)
-    return dice_weight * dice_loss + ce_weight * ce
+    if ce_weight == 0:  # skipped: 0 * an infinite CE (a -inf log-probability) would be NaN
+        return dice_weight * dice_loss
+    return dice_weight * dice_loss + ce_weight * F.nll_loss(log_merged, target)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor, smooth: float = 1e-5,
+              sets: torch.Tensor | None = None) -> torch.Tensor:
+    """Marginal Dice alone: :func:`dice_ce_loss` with ``ce_weight=0`` (CE not computed)."""
+    return dice_ce_loss(logits, target, annotated, dice_weight=1.0, ce_weight=0.0, smooth=smooth, sets=sets)
+
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {"dice_ce": dice_ce_loss, "dice": dice_loss}
+
+_SUPPLIED = ("logits", "target", "annotated", "sets")  # passed by the built loss, not by kwargs
+
+
+def deep_supervision_weights(n: int) -> list[float]:
+    """nnU-Net's deep-supervision weights for ``n`` outputs, highest resolution first.
+
+    ``1 / 2**i`` for output ``i``, the lowest-resolution output's set to 0, normalised to sum
+    1 (nnU-Net ``nnUNetTrainer._build_loss``). One output gets weight 1.
+    """
+    if n < 1:
+        raise ValueError(f"deep supervision needs at least one output, got {n}")
+    if n == 1:
+        return [1.0]
+    weights = [1 / 2 ** i for i in range(n)]
+    weights[-1] = 0.0
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def downsample_target(target: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Label map ``[B, *spatial]`` brought to spatial ``shape`` by nearest neighbour, by indexing.
+
+    Along each axis output voxel ``j`` takes input voxel ``floor((j + 0.5) * n_in / n_out)``
+    (clamped), PyTorch's ``nearest-exact``: for a factor 2 the second voxel of each pair
+    (``target[:, 1::2, 1::2]``), for 4 the third of each four (``2::4``), the voxel just past
+    each block's centre. nnU-Net down-samples its labels for deep supervision the same way,
+    from the full-resolution label to each scale (batchgeneratorsv2
+    ``DownsampleSegForDSTransform``: ``interpolate(..., mode="nearest-exact")``). Codes are
+    copied, never interpolated, so merged labels ``C + j`` survive.
+    """
+    shape = tuple(int(n) for n in shape)
+    if tuple(target.shape[1:]) == shape:
+        return target
+    if len(shape) != target.dim() - 1:
+        raise ValueError(f"cannot bring a target of shape {tuple(target.shape)} to spatial shape {shape}")
+    out = target
+    for axis, n_out in enumerate(shape, start=1):
+        n_in = target.shape[axis]
+        if n_in == n_out:
+            continue
+        index = (2 * torch.arange(n_out, device=target.device) + 1) * n_in // (2 * n_out)  # exact integers
+        out = out.index_select(axis, index.clamp_(max=n_in - 1))
+    return out
+
+
+def build_loss(name: str, kwargs: Mapping | None = None, deep_supervision: bool = False) -> Callable:
+    """The loss named ``name`` (:data:`LOSSES`) with its keyword arguments ``kwargs``.
+
+    Returns ``loss(outputs, target, annotated, sets=None)`` -> scalar tensor. ``outputs`` is
+    one logits tensor ``[B, C, *spatial]`` or, from a deep-supervised network, a list of them,
+    highest resolution first. With ``deep_supervision`` a list is weighted by
+    :func:`deep_supervision_weights`, each output against :func:`downsample_target` of the
+    target to its shape (outputs of weight 0 are not computed); without, only the first
+    output counts. A single tensor gets the named loss.
+
+    Raises:
+        InputError: Unknown ``name``, or ``kwargs`` the loss does not take.
+    """
+    if name not in LOSSES:
+        raise InputError(f"unknown loss {name!r}; registered losses: {', '.join(sorted(LOSSES))}")
+    function = LOSSES[name]
+    kwargs = dict(kwargs or {})
+    signature = inspect.signature(function)
+    allowed = [p for p in signature.parameters if p not in _SUPPLIED]
+    bad = sorted(set(map(str, kwargs)) - set(allowed))
+    if bad:
+        raise InputError(f"loss {name!r} does not take {', '.join(map(repr, bad))}; "
+                         f"its keyword arguments: {', '.join(allowed)}")
+    try:
+        signature.bind_partial(**kwargs)
+    except TypeError as error:
+        raise InputError(f"loss {name!r}: bad keyword arguments {kwargs}: {error}") from None
+
+    def single(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor,
+               sets: torch.Tensor | None) -> torch.Tensor:
+        return function(logits, downsample_target(target, logits.shape[2:]), annotated, sets=sets, **kwargs)
+
+    def loss(outputs, target: torch.Tensor, annotated: torch.Tensor, sets: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(outputs, torch.Tensor):
+            return single(outputs, target, annotated, sets)
+        if not outputs:
+            raise ValueError("the network returned no output")
+        if not deep_supervision:
+            return single(outputs[0], target, annotated, sets)
+        weights = deep_supervision_weights(len(outputs))
+        return sum(w * single(out, target, annotated, sets) for w, out in zip(weights, outputs) if w != 0)
+
+    loss.__name__ = loss.__qualname__ = f"{name}_loss" + ("_deep_supervision" if deep_supervision else "")
+    return loss

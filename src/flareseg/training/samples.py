@@ -14,6 +14,7 @@ scan of a few slices (:data:`MIN_RESIZED_SLICES`) trains only such stages.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -24,16 +25,17 @@ import numpy as np
 from flareseg.datasets.layout import Case
 from flareseg.errors import InputError
 from flareseg.io import read_ct, read_volume
-from flareseg.preprocessing.crop import bounding_box, crop
+from flareseg.preprocessing.crop import crop
+from flareseg.preprocessing.intensity import intensity_map
 from flareseg.preprocessing.orientation import align_to, to_canonical
-from flareseg.preprocessing.intensity import clip_and_scale
-from flareseg.preprocessing.resample import resize, shape_for_spacing
+from flareseg.preprocessing.resample import resize
+from flareseg.preprocessing.stage_grid import RESIZED, crop_subsets, margin_box, stage_shape, subset_box
 from flareseg.recipes import Recipe, StageConfig
 from flareseg.training.patches import axial_slab
 
 
 #: Bumped when the layout of cached samples changes, so that old caches are rebuilt.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 #: A scan or crop with fewer slices than this along an axis (a few-slice label) trains only the
 #: stages at a fixed spacing: resizing it to a stage's input size would stretch it many times over.
 MIN_RESIZED_SLICES = 4
@@ -50,10 +52,11 @@ class Sample:
 
 def stage_key(recipe: Recipe, stage: StageConfig, crops_per_case: int) -> str:
     """Hash of everything that determines a stage's cached samples."""
-    text = json.dumps([CACHE_VERSION, recipe.preprocess.hu_window, stage.labels, stage.size_zyx, stage.crop,
-                       stage.margin_mm, recipe.train.crop_jitter_mm, recipe.train.seed, crops_per_case]
-                      + ([recipe.train.augment.get("field_of_view", 0.0)] if stage.crop != "whole" else [])
-                      + ([stage.spacing_mm] if stage.spacing_mm else []), default=list)
+    text = json.dumps([CACHE_VERSION, dataclasses.asdict(recipe.preprocess), stage.labels, stage.size_zyx,
+                       stage.crop, stage.margin_mm, recipe.train.crop_jitter_mm, recipe.train.seed, crops_per_case,
+                       stage.sampler, stage.spacing_mm]
+                      + ([recipe.train.augment.get("field_of_view", 0.0)] if stage.crop != "whole" else []),
+                      default=list)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -113,40 +116,37 @@ def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, reci
                  rng: np.random.Generator, crops_per_case: int) -> list[Sample]:
     """The samples of one case for one stage (none when the case annotates none of its classes)."""
     annotated_ids = tuple(i for i in stage.labels if i in case.annotated)
-    if not annotated_ids or (stage.spacing_mm is None and min(hu.shape) < MIN_RESIZED_SLICES):
+    resized = stage.sampler in RESIZED
+    if not annotated_ids or (resized and min(hu.shape) < MIN_RESIZED_SLICES):
         return []
     lookup = channel_lookup(stage, annotated_ids)
     present = np.bincount(label.ravel(), minlength=256) > 0
     merged = {code: members for code, members in case.mapping.merged.items() if present[code]}  # drawn in this case
     sets = merged_targets(stage, annotated_ids, merged, lookup)
     annotated = np.array([True] + [i in annotated_ids for i in stage.labels])
-    window = recipe.preprocess.hu_window
+    normalise = intensity_map(recipe.preprocess).apply
 
     def make(hu_part, label_part):
-        shape = stage.size_zyx  # resized to the input size, or resampled to the spacing (patches come later)
-        if stage.spacing_mm:
-            shape = shape_for_spacing(hu_part.shape, spacing_zyx_mm, stage.spacing_mm)
-        image = clip_and_scale(resize(hu_part, shape, order=1), window).astype(np.float16)
+        shape = stage_shape(hu_part.shape, spacing_zyx_mm, stage)  # patches of fixed-spacing stages come later
+        image = normalise(resize(hu_part, shape, order=1)).astype(np.float16)
         return Sample(case.case_id, image, resize(lookup[label_part], shape, order=0), annotated, sets)
 
     if stage.crop == "whole":
         return [make(hu, label)]
-    subsets = [stage.labels] if stage.crop == "group" else [(i,) for i in stage.labels]
     field_of_view = float(recipe.train.augment.get("field_of_view", 0.0))
     samples = []
-    for subset in subsets:
+    for subset in crop_subsets(stage):
         wanted = [i for i in subset if i in annotated_ids]
         wanted += [code for code, members in merged.items() if set(members) & set(wanted)]
-        box = bounding_box(np.isin(label, wanted))
+        box = subset_box(label, wanted)
         if box is None:
             continue
         for _ in range(crops_per_case):
             margin_mm = stage.margin_mm + rng.uniform(-1, 1, 3) * recipe.train.crop_jitter_mm
-            margin = [max(m, 0.0) / s for m, s in zip(margin_mm, spacing_zyx_mm)]
-            jittered = box.expanded(margin, hu.shape)
+            jittered = margin_box(box, margin_mm, spacing_zyx_mm, hu.shape)
             if field_of_view and rng.random() < field_of_view:  # the scan ends inside the group
                 jittered = axial_slab(jittered, rng)
-            if stage.spacing_mm is None and min(jittered.shape) < MIN_RESIZED_SLICES:
+            if resized and min(jittered.shape) < MIN_RESIZED_SLICES:
                 continue
             samples.append(make(crop(hu, jittered), crop(label, jittered)))
     return samples

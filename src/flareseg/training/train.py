@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -18,9 +19,10 @@ from flareseg.datasets.layout import Case, list_cases, load_spec
 from flareseg.errors import InputError
 from flareseg.inference.model import FORMAT_VERSION, MODEL_JSON, RECIPE_YAML, weights_path
 from flareseg.labels import label_name
+from flareseg.preprocessing.intensity import foreground_statistics, sample_foreground
 from flareseg.recipes import Recipe, recipe_from_dict, recipe_to_dict
 from flareseg.training.loop import RunOptions, train_stage
-from flareseg.training.samples import cache_samples, load_samples
+from flareseg.training.samples import cache_samples, load_samples, read_case
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,31 @@ def prepare_output(out_dir: Path, recipe: Recipe, resume: bool) -> None:
     recipe_file.write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
 
 
+def with_statistics(recipe: Recipe, cases: list[Case], out_dir: Path, resume: bool, progress: bool = True) -> Recipe:
+    """The recipe with the dataset statistics its z-score normalisation needs (unchanged for a
+    window, or when it holds them): taken from the interrupted run's stored recipe on resume,
+    else computed from the training cases' labelled voxels (:func:`foreground_statistics`)."""
+    preprocess = recipe.preprocess
+    if preprocess.normalization != "zscore" or preprocess.statistics is not None:
+        return recipe
+    stored = Path(out_dir) / RECIPE_YAML
+    if resume and stored.is_file():
+        statistics = (yaml.safe_load(stored.read_text()).get("preprocess") or {}).get("statistics")
+    else:
+        from tqdm import tqdm
+
+        rng = np.random.default_rng(recipe.train.seed)
+        samples = []
+        for case in tqdm(cases, desc="intensity statistics", unit="case", leave=False, disable=not progress):
+            hu, label, _ = read_case(case)
+            samples.append(sample_foreground(hu, label, rng))
+        try:
+            statistics = foreground_statistics(samples, preprocess.percentiles)
+        except ValueError as error:
+            raise InputError(f"z-score normalisation: {error}") from None
+    return dataclasses.replace(recipe, preprocess=dataclasses.replace(preprocess, statistics=statistics))
+
+
 def save_weights(state: dict, path: Path) -> None:
     """Store a state dict as float16 (half the size; predictions are unchanged in practice)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -80,6 +107,7 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
     for stage in recipe.stages:  # fail before writing anything
         if not any(set(stage.labels) & set(case.annotated) for case in split.train):
             raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
+    recipe = with_statistics(recipe, split.train, out_dir, options.resume, options.progress)
     prepare_output(out_dir, recipe, options.resume)
     cache = Path(cache_dir) if cache_dir else out_dir / "training" / "cache"
     folders = cache_samples(split.train + split.val, recipe, cache, progress=options.progress)
