@@ -186,3 +186,22 @@ def test_every_builtin_recipe_round_trips():
     for name in builtin_recipes():
         recipe = load_recipe(name)
         assert recipe_from_dict(yaml.safe_load(yaml.safe_dump(recipe_to_dict(recipe)))) == recipe
+
+
+def test_label_patterns_match_the_dataset_layouts():
+    from flareseg.datasets.layout import LABEL_PATTERNS
+    from flareseg.recipes.schema import _LABEL_PATTERNS
+
+    assert _LABEL_PATTERNS == LABEL_PATTERNS
+
+
+@pytest.mark.parametrize("phase, message", [
+    ({"epochs": 1, "cases": ["organs"]}, "label patterns"),
+    ({"epochs": 1, "cases": ["unlabelled"]}, "pseudo_labels"),
+    ({"epochs": 1, "pseudo_labels": "yes"}, "pseudo_labels"),
+])
+def test_phase_case_selection_is_validated(phase, message):
+    data = recipe_to_dict(load_recipe("phased_skip"))
+    data["stages"][0]["phases"] = [phase]
+    with pytest.raises(InputError, match=message):
+        recipe_from_dict(data)

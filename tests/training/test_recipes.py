@@ -81,6 +81,59 @@ def test_phased_skip_recipes_train_on_real_lesions_in_two_phases(name, lesion_da
     assert [row["phase"] for row in log] == [1, 1, 2, 2]
 
 
+@pytest.fixture
+def organs_and_lesions(tmp_path, data_dir):
+    """Cases of three label patterns: all organs (the labelled abdominal scans), lesion only
+    (the two chest CTs, their tumour as class 14), unlabelled (the TCIA scan)."""
+    from flareseg import labels
+    from flareseg.io import write_labelmap
+    from flareseg.io.write import write_volume
+
+    root = tmp_path / "Dataset003_Mixed"
+    for folder in ("imagesTr", "labelsTr"):
+        (root / folder).mkdir(parents=True)
+    ts = data_dir / "ts_example"
+    shutil.copy(ts / "example_ct.nii.gz", root / "imagesTr" / "ts_full_0000.nii.gz")
+    shutil.copy(ts / "flare_labels_fullct_from_v2fast.nii.gz", root / "labelsTr" / "ts_full.nii.gz")
+    shutil.copy(data_dir / "tcia_pancreatic_ct_cbct_seg_cb001" / "ct.nii.gz", root / "imagesTr" / "tcia_0000.nii.gz")
+    for case in ("lung1", "lung2"):
+        ct = read_ct(data_dir / "pyradiomics_lung" / f"{case}_image.nrrd")
+        write_volume(ct, root / "imagesTr" / f"{case}_0000.nii.gz")
+        mask = read_volume(data_dir / "pyradiomics_lung" / f"{case}_label.nrrd")
+        write_labelmap((mask.array > 0) * labels.LESION, mask.geometry, root / "labelsTr" / f"{case}.nii.gz")
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "labels": labels.nnunet_labels(), "numTraining": 4, "file_ending": ".nii.gz",
+        "annotated_classes": {"lung1": [14], "lung2": [14]}, "unlabelled": ["tcia"]}))
+    return root
+
+
+def test_dual_decoder_trains_its_steps_on_label_patterns_with_pseudo_labels(organs_and_lesions, tmp_path, data_dir):
+    import torch
+
+    from flareseg.data import default_model_dir
+
+    data = _shrunk("dual_decoder_2d")
+    data["stages"][0]["spacing_mm"] = [5.0, 2.0, 2.0]  # a quarter of the pixels: seconds, not minutes
+    for phase, epochs in zip(data["stages"][0]["phases"], (2, 1, 1)):
+        phase.update(epochs=epochs, learning_rate=0.01)
+    recipe = recipe_from_dict(data)
+    model_dir = train_model(organs_and_lesions, recipe, tmp_path / "model", RunOptions(progress=False),
+                            teacher=default_model_dir())
+    log = json.loads((model_dir / "training" / "slices" / "log.json").read_text())
+    assert [row["phase"] for row in log] == [1, 1, 2, 3]
+    assert log[1]["train_loss"] < log[0]["train_loss"], [row["train_loss"] for row in log]
+    state = torch.load(model_dir / "training" / "slices" / "checkpoint_last.pt", weights_only=False)["net"]
+    assert any(key.startswith("lesion_branch.") for key in state)
+    export_onnx(model_dir)
+    scan = data_dir / "pyradiomics_lung" / "lung2_image.nrrd"
+    ct = read_ct(scan)
+    for backend in ("torch", "onnx"):
+        mask = predict(scan, None, load_model(model_dir, backend=backend))
+        assert mask.array.shape == ct.array.shape and mask.geometry.matches(ct.geometry)
+        assert set(np.unique(mask.array)) <= set(range(15))
+
+
 def test_every_builtin_recipe_is_tested_on_real_scans():
-    tested = {"nnunet_2d", "phased_skip", "phased_skip_ablation", "coarse_to_fine"}  # coarse_to_fine: test_train.py
+    tested = {"nnunet_2d", "phased_skip", "phased_skip_ablation", "dual_decoder_2d",
+              "coarse_to_fine"}  # coarse_to_fine: test_train.py
     assert set(builtin_recipes()) <= tested

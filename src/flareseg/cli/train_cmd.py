@@ -21,6 +21,9 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--cache", type=Path, help="folder for preprocessed cases (default: OUT/training/cache)")
+    train.add_argument("--teacher", type=Path,
+                       help="a trained model directory whose predictions fill what cases do not annotate, "
+                            "for recipe phases with pseudo_labels: true")
     train.add_argument("--threads", type=int, help="CPU threads")
     train.add_argument("--epochs", type=int,
                        help="epochs of every stage (replaces the recipe's train.epochs and any per-stage epochs)")
@@ -51,6 +54,6 @@ def run_train(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     options = RunOptions(device=device, resume=args.resume, progress=not args.no_progress, threads=args.threads)
     print(f"training recipe {recipe.name!r} ({len(recipe.stages)} stages) on {device}")
-    out = train_model(args.dataset, recipe, args.out, options, args.cache)
+    out = train_model(args.dataset, recipe, args.out, options, args.cache, args.teacher)
     print(f"model written to {out}")
     return 0

@@ -35,6 +35,7 @@ import numpy as np
 
 from flareseg.datasets.label_mapping import LabelMapping, build_mapping, flare_mapping
 from flareseg.errors import InputError
+from flareseg.labels import BY_ID, ORGAN_IDS
 
 CHANNEL_SUFFIX = "_0000"
 
@@ -58,6 +59,24 @@ class Case:
     annotated: tuple[int, ...]
     partial: bool = False
     mapping: LabelMapping = field(default_factory=flare_mapping)
+
+
+#: What a case annotates, as the FLARE23 partial-label methods partition their data.
+LABEL_PATTERNS = ("all_organs", "some_organs", "organs_lesion", "lesion_only", "unlabelled")
+
+
+def label_pattern(case: Case) -> str:
+    """The case's :data:`LABEL_PATTERNS` entry: ``unlabelled`` (no label map), ``all_organs`` (the
+    13 organs, whether or not it annotates lesions too), ``organs_lesion`` (some organs and the
+    lesion), ``lesion_only`` or ``some_organs`` (some organs, no lesion)."""
+    if case.label is None or not case.annotated:
+        return "unlabelled"
+    organs = {i for i in case.annotated if BY_ID[i].organ}
+    if organs == set(ORGAN_IDS):
+        return "all_organs"
+    if any(not BY_ID[i].organ for i in case.annotated):
+        return "organs_lesion" if organs else "lesion_only"
+    return "some_organs"
 
 
 @dataclass(frozen=True)

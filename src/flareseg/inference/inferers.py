@@ -2,7 +2,7 @@
 
 ``whole_resize`` and ``crop_resize`` inputs already have the network's input size;
 ``spacing_patches`` inputs (any size) are padded with air for the network and run at once;
-``slices_2d`` inputs are run slice by slice, a batch of slices at a time, each slice padded
+``slices_2d`` inputs are run slice by slice, a batch of slices at a time (:data:`SLICE_BATCH_VOXELS`), each slice padded
 for the network, and stacked back to 3D. Training's validation and prediction both use them.
 """
 
@@ -19,8 +19,9 @@ from flareseg.preprocessing.stage_grid import RESIZED, stage_shape
 
 #: A network: ``[B, 1, *spatial]`` float32 -> logits ``[B, C, *spatial]``.
 Runner = Callable[[np.ndarray], np.ndarray]
-#: Slices per network call of a ``slices_2d`` stage.
-SLICE_BATCH = 8
+#: Voxels per network call of a ``slices_2d`` stage (two 512 x 512 slices; more of smaller ones):
+#: activation memory stays bounded, and small slices do not pay a call each.
+SLICE_BATCH_VOXELS = 2 * 512 * 512
 
 
 def stage_image(hu: np.ndarray, spacing_zyx_mm, stage, intensity: IntensityMap) -> np.ndarray:
@@ -60,8 +61,9 @@ def _slices(runner: Runner, image: np.ndarray, multiple: int, pad_value: float, 
     height, width = image.shape[1:]
     padded_shape = pad_for_network(np.empty((height, width), bool), multiple, False)[0].shape
     pad = [(0, 0), (0, 0), (0, padded_shape[0] - height), (0, padded_shape[1] - width)]
-    for start in range(0, image.shape[0], SLICE_BATCH):
-        batch = np.pad(image[start:start + SLICE_BATCH, None].astype(np.float32), pad, constant_values=pad_value)
+    step = max(1, SLICE_BATCH_VOXELS // (padded_shape[0] * padded_shape[1]))
+    for start in range(0, image.shape[0], step):
+        batch = np.pad(image[start:start + step, None].astype(np.float32), pad, constant_values=pad_value)
         logits = runner(batch)[:, :, :height, :width]  # [b, C, H, W]
         if out is None:
             shape = image.shape if labels else (1, logits.shape[1], *image.shape)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from flareseg.errors import InputError
+from flareseg.models.dual_unet import DualDecoderUNet
 from flareseg.models.resunet import ResUNet3D
 from flareseg.models.unet import PlainUNet
 
 NETWORKS: dict[str, Callable[..., Any]] = {
+    "dual_unet": DualDecoderUNet,
     "resunet3d": ResUNet3D,
     "unet": PlainUNet,
 }

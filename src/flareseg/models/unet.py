@@ -39,6 +39,45 @@ def _stage(c_in: int, c_out: int, spatial_dims: int, norm: str, stride: int = 1)
                          ConvNormAct(c_out, c_out, spatial_dims, norm))
 
 
+def _decoder_block(width: int, spatial_dims: int, norm: str) -> nn.Sequential:
+    """Two conv blocks after up-sampling: ``2 * width`` (up-sampled + skip) channels in, ``width`` out."""
+    return nn.Sequential(ConvNormAct(2 * width, width, spatial_dims, norm),
+                         ConvNormAct(width, width, spatial_dims, norm))
+
+
+def _upsample(c_in: int, c_out: int, spatial_dims: int) -> nn.Module:
+    """2x2(x2) transposed convolution with stride 2, without bias."""
+    return _TRANSPOSED[spatial_dims](c_in, c_out, 2, stride=2, bias=False)
+
+
+def _check_settings(spatial_dims: int, norm: str, levels: int) -> None:
+    """Raise ``ValueError`` for settings no U-Net here supports."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    if norm not in ("instance", "batch"):
+        raise ValueError(f"unknown norm {norm!r} (instance or batch)")
+    if levels < 1:
+        raise ValueError(f"levels must be at least 1, got {levels!r}")
+
+
+def _widths(base_channels: int, max_channels: int, levels: int) -> list[int]:
+    """Stage widths, full resolution first, the bottleneck last (``levels + 1`` of them)."""
+    return [min(base_channels * 2 ** i, max_channels) for i in range(levels + 1)]
+
+
+def _encoder(in_channels: int, widths: list[int], spatial_dims: int, norm: str) -> nn.ModuleList:
+    """Encoder stages; every one but the first starts with a stride-2 conv (convolutional pooling)."""
+    return nn.ModuleList(
+        _stage(widths[i - 1] if i else in_channels, widths[i], spatial_dims, norm, stride=2 if i else 1)
+        for i in range(len(widths)))
+
+
+def _check_input(x: torch.Tensor, size_multiple: int) -> None:
+    """Raise ``ValueError`` unless every spatial size is a multiple of ``size_multiple`` (not when tracing)."""
+    if not torch.jit.is_tracing() and any(s % size_multiple for s in x.shape[2:]):
+        raise ValueError(f"input spatial shape {tuple(x.shape[2:])} is not a multiple of {size_multiple}")
+
+
 def _init_he(module: nn.Module) -> None:
     """nnU-Net v1's ``InitWeights_He(1e-2)``."""
     if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
@@ -71,35 +110,22 @@ class PlainUNet(nn.Module):
                  base_channels: int = 32, max_channels: int = 480, levels: int = 7,
                  deep_supervision: bool = True, norm: str = "instance", skip: bool = True):
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
-        if norm not in ("instance", "batch"):
-            raise ValueError(f"unknown norm {norm!r} (instance or batch)")
-        if levels < 1:
-            raise ValueError(f"levels must be at least 1, got {levels!r}")
-        widths = [min(base_channels * 2 ** i, max_channels) for i in range(levels + 1)]
+        _check_settings(spatial_dims, norm, levels)
+        widths = _widths(base_channels, max_channels, levels)
         self.levels = levels
         self.size_multiple = 2 ** levels
         self.deep_supervision = deep_supervision
         self.skip = skip
-        self.encoder = nn.ModuleList(
-            _stage(widths[i - 1] if i else in_channels, widths[i], spatial_dims, norm, stride=2 if i else 1)
-            for i in range(levels + 1))
+        self.encoder = _encoder(in_channels, widths, spatial_dims, norm)
         # Decoder modules run from the coarsest level (just above the bottleneck) to full resolution.
-        self.up = nn.ModuleList(
-            _TRANSPOSED[spatial_dims](widths[i + 1], widths[i], 2, stride=2, bias=False)
-            for i in reversed(range(levels)))
-        self.decoder = nn.ModuleList(
-            nn.Sequential(ConvNormAct(2 * widths[i], widths[i], spatial_dims, norm),
-                          ConvNormAct(widths[i], widths[i], spatial_dims, norm))
-            for i in reversed(range(levels)))
+        self.up = nn.ModuleList(_upsample(widths[i + 1], widths[i], spatial_dims) for i in reversed(range(levels)))
+        self.decoder = nn.ModuleList(_decoder_block(widths[i], spatial_dims, norm) for i in reversed(range(levels)))
         self.heads = nn.ModuleList(
             _CONV[spatial_dims](widths[i], out_channels, 1, bias=False) for i in reversed(range(levels)))
         self.apply(_init_he)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if not torch.jit.is_tracing() and any(s % self.size_multiple for s in x.shape[2:]):
-            raise ValueError(f"input spatial shape {tuple(x.shape[2:])} is not a multiple of {self.size_multiple}")
+        _check_input(x, self.size_multiple)
         skips = []
         for stage in self.encoder[:-1]:
             x = stage(x)

@@ -45,7 +45,8 @@ class PreprocessConfig:
 
 
 #: Defaults of the registered networks' shape arguments (a test keeps them equal to the classes').
-NETWORK_DEFAULTS = {"resunet3d": {"levels": 4, "spatial_dims": 3}, "unet": {"levels": 7, "spatial_dims": 2}}
+NETWORK_DEFAULTS = {"dual_unet": {"levels": 5, "spatial_dims": 2}, "resunet3d": {"levels": 4, "spatial_dims": 3},
+                    "unet": {"levels": 7, "spatial_dims": 2}}
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ class PhaseConfig:
             Empty: all parameters train.
         network: Keyword arguments that override the stage network's in this phase, and must
             keep its parameters (e.g. ``{skip: false}``). The last phase's are the ones prediction uses.
+        cases: The label patterns of the cases the phase trains on
+            (:data:`flareseg.datasets.layout.LABEL_PATTERNS`: ``all_organs``, ``some_organs``,
+            ``organs_lesion``, ``lesion_only``, ``unlabelled``); empty: every labelled case.
+        pseudo_labels: Fill what a case does not annotate (all of an unlabelled case) with a
+            teacher model's prediction (``flareseg train --teacher MODEL_DIR``).
     """
 
     epochs: int
@@ -100,6 +106,8 @@ class PhaseConfig:
     optimizer: str | None = None
     trainable: tuple[str, ...] = ()
     network: dict[str, Any] = field(default_factory=dict)
+    cases: tuple[str, ...] = ()
+    pseudo_labels: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,9 @@ _SCHEDULES = ("step", "poly")
 _OPTIMIZERS = ("adamw", "sgd")
 _NORMALIZATIONS = ("window", "zscore")
 _POSTPROCESS = ("largest_component", "none")
+#: flareseg.datasets.layout.LABEL_PATTERNS, not imported so that loading a recipe reads no dataset
+#: code (a test keeps the two equal).
+_LABEL_PATTERNS = ("all_organs", "some_organs", "organs_lesion", "lesion_only", "unlabelled")
 #: flareseg.training.augment.KINDS + PATCH_KINDS, not imported so that loading a recipe needs
 #: no training code (a test keeps the two equal).
 _AUGMENT_KINDS = ("affine", "elastic", "hu_shift", "intensity", "contrast", "noise", "blur", "low_resolution",
@@ -468,5 +479,11 @@ def _validate_stage_network(recipe: Recipe, stage: StageConfig, where: str) -> N
             raise InputError(f"{where}: phase {index + 1}: optimizer must be one of {_OPTIMIZERS}")
         if not isinstance(phase.network, dict) or not all(isinstance(p, str) for p in phase.trainable):
             raise InputError(f"{where}: phase {index + 1}: network is a mapping, trainable a list of patterns")
+        bad = [pattern for pattern in phase.cases if pattern not in _LABEL_PATTERNS]
+        if bad or not isinstance(phase.pseudo_labels, bool):
+            raise InputError(f"{where}: phase {index + 1}: cases are label patterns {_LABEL_PATTERNS} and "
+                             f"pseudo_labels true or false, got {list(phase.cases)} and {phase.pseudo_labels!r}")
+        if "unlabelled" in phase.cases and not phase.pseudo_labels:
+            raise InputError(f"{where}: phase {index + 1}: unlabelled cases train only with pseudo_labels: true")
         if recipe.stage_network(stage, index).size_multiple != network.size_multiple:
             raise InputError(f"{where}: phase {index + 1}: network overrides must keep the network's levels")

@@ -217,9 +217,11 @@ def _phase_network(recipe: Recipe, stage: StageConfig, phase: int, device: str, 
 
 
 def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samples: list[Sample],
-                val_samples: list[Sample], folder: Path, options: RunOptions) -> dict:
+                val_samples: list[Sample], folder: Path, options: RunOptions,
+                phase_samples: list[list[Sample]] | None = None) -> dict:
     """Train one stage through its phases; returns the best weights of its last phase (a state
-    dict). Checkpoints to ``folder`` every epoch."""
+    dict). Checkpoints to ``folder`` every epoch. ``phase_samples``, when given, are the training
+    samples of each phase (its label patterns, its pseudo-labels); else ``train_samples``."""
     if not train_samples:
         raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -257,7 +259,8 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
             seed = [train.seed, stage_index, epoch] if index == 0 else [train.seed, stage_index, index, epoch]
             name = f"{stage.name}{f' phase {index + 1}' if len(phases) > 1 else ''}"
             desc = f"{name} {epoch + 1}/{phase.epochs}"
-            loss = _epoch(net, optimizer, loss_fn, train_samples, stage, recipe, seed, options, desc)
+            samples = phase_samples[index] if phase_samples else train_samples
+            loss = _epoch(net, optimizer, loss_fn, samples, stage, recipe, seed, options, desc)
             dice = validation_dice(net, validation, channels, options.device, multiple, intensity.air, stage.sampler)
             score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
             row = {"phase": index + 1, "epoch": epoch + 1, "lr": rate, "train_loss": loss, "val_dice_mean": score}

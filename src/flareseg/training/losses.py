@@ -30,6 +30,10 @@ import torch.nn.functional as F
 from flareseg.errors import InputError
 
 
+#: A target value that no loss term counts (e.g. the organ under a lesion, for an organ head).
+IGNORE = -100
+
+
 def marginal_log_probs(logits: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
     """Log-probabilities with unannotated classes merged into background.
 
@@ -73,7 +77,8 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Te
     Args:
         logits: ``[B, C, *spatial]`` network output.
         target: ``[B, *spatial]`` int64 channel indices; unannotated classes must appear as 0;
-            ``C + j`` is merged label ``j`` (see ``sets``).
+            ``C + j`` is merged label ``j`` (see ``sets``); :data:`IGNORE` voxels count in
+            neither term.
         annotated: ``[B, C]`` bool, which channels were annotated per case.
         dice_weight, ce_weight: Weights of the two terms.
         smooth: Added to the Dice numerator and denominator.
@@ -92,13 +97,18 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Te
         scored = used & ~sets[:, :, 0]
         weight = torch.cat([weight.masked_fill(members, 0), scored.to(weight.dtype)], dim=1)
     probs = log_merged.exp()
-    onehot = F.one_hot(target, log_merged.shape[1]).movedim(-1, 1).to(probs.dtype)
+    valid = target != IGNORE
+    ignoring = not bool(valid.all())
+    onehot = F.one_hot(target.clamp_min(0), log_merged.shape[1]).movedim(-1, 1).to(probs.dtype)
+    if ignoring:
+        probs = probs * valid.unsqueeze(1)
+        onehot = onehot * valid.unsqueeze(1)
     dims = tuple(range(2, logits.dim()))
     dice = (2 * (probs * onehot).sum(dims) + smooth) / (probs.sum(dims) + onehot.sum(dims) + smooth)
     dice_loss = 1 - (dice * weight).sum() / weight.sum().clamp_min(1)
-    if ce_weight == 0:  # skipped: 0 * an infinite CE (a -inf log-probability) would be NaN
+    if ce_weight == 0 or not valid.any():  # 0 * an infinite CE (a -inf log-probability) would be NaN
         return dice_weight * dice_loss
-    return dice_weight * dice_loss + ce_weight * F.nll_loss(log_merged, target)
+    return dice_weight * dice_loss + ce_weight * F.nll_loss(log_merged, target, ignore_index=IGNORE)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, annotated: torch.Tensor, smooth: float = 1e-5,
@@ -158,8 +168,9 @@ def build_loss(name: str, kwargs: Mapping | None = None, deep_supervision: bool 
     """The loss named ``name`` (:data:`LOSSES`) with its keyword arguments ``kwargs``.
 
     Returns ``loss(outputs, target, annotated, sets=None)`` -> scalar tensor. ``outputs`` is
-    one logits tensor ``[B, C, *spatial]`` or, from a deep-supervised network, a list of them,
-    highest resolution first. With ``deep_supervision`` a list is weighted by
+    one logits tensor ``[B, C, *spatial]``, or from a deep-supervised network a list of them,
+    highest resolution first, or from a network with an organ and a lesion head the mapping
+    ``{"organ": ..., "lesion": ...}``, whose losses add up (:func:`split_heads`). With ``deep_supervision`` a list is weighted by
     :func:`deep_supervision_weights`, each output against :func:`downsample_target` of the
     target to its shape (outputs of weight 0 are not computed); without, only the first
     output counts. A single tensor gets the named loss.
@@ -187,6 +198,10 @@ def build_loss(name: str, kwargs: Mapping | None = None, deep_supervision: bool 
         return function(logits, downsample_target(target, logits.shape[2:]), annotated, sets=sets, **kwargs)
 
     def loss(outputs, target: torch.Tensor, annotated: torch.Tensor, sets: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(outputs, Mapping):  # an organ and a lesion head
+            return sum(single(logits, *head_targets) for logits, head_targets in
+                       zip((outputs["organ"], outputs["lesion"]), split_heads(target, annotated, sets,
+                                                                               outputs["organ"].shape[1])))
         if isinstance(outputs, torch.Tensor):
             return single(outputs, target, annotated, sets)
         if not outputs:
@@ -198,3 +213,39 @@ def build_loss(name: str, kwargs: Mapping | None = None, deep_supervision: bool 
 
     loss.__name__ = loss.__qualname__ = f"{name}_loss" + ("_deep_supervision" if deep_supervision else "")
     return loss
+
+
+def split_heads(target: torch.Tensor, annotated: torch.Tensor, sets: torch.Tensor | None, organ_channels: int):
+    """The targets of an organ head and a lesion head from a stage's target.
+
+    The stage's channels are ``[background, organs..., lesions...]``; the organ head has the first
+    ``organ_channels`` of them, the lesion head background and the rest. Under a lesion the organ
+    is unknown, so there the organ head's target is :data:`IGNORE`. A merged label keeps its
+    members for the organ head (and is ignored there when it holds a lesion); for the lesion head
+    it is ignored when it holds a lesion, else background.
+
+    Args:
+        target: ``[B, *spatial]`` stage channels; ``C + j`` merged label ``j``.
+        annotated: ``[B, C]``.
+        sets: ``[B, K, C]`` or None.
+        organ_channels: Channels of the organ head (background included).
+
+    Returns:
+        ``((target, annotated, sets) of the organ head, (target, annotated, None) of the lesion head)``.
+    """
+    channels = annotated.shape[1]
+    merged = target >= channels
+    lesion = (target >= organ_channels) & ~merged
+    ignore = torch.full_like(target, IGNORE)
+    organ_target = torch.where(lesion, ignore, torch.where(merged, target - channels + organ_channels, target))
+    lesion_target = torch.where(lesion, target - organ_channels + 1, torch.zeros_like(target))
+    organ_sets = None
+    if sets is not None and sets.shape[1]:
+        holds_lesion = sets[:, :, organ_channels:].any(dim=2)  # [B, K]
+        index = (target - channels).clamp(min=0).flatten(1)
+        unknown = merged & holds_lesion.gather(1, index).view_as(target)
+        organ_target = torch.where(unknown, ignore, organ_target)
+        lesion_target = torch.where(unknown, ignore, lesion_target)
+        organ_sets = sets[:, :, :organ_channels] & ~holds_lesion.unsqueeze(2)
+    lesion_annotated = torch.cat([annotated[:, :1], annotated[:, organ_channels:]], dim=1)
+    return ((organ_target, annotated[:, :organ_channels], organ_sets), (lesion_target, lesion_annotated, None))

@@ -159,8 +159,9 @@ def case_signature(case: Case) -> str:
 
 
 def cache_samples(cases: list[Case], recipe: Recipe, cache_dir: Path, crops_per_case: int = 4,
-                  progress: bool = True) -> dict[str, Path]:
-    """Build the missing ``.npz`` samples of every stage, reading each case once for all stages.
+                  progress: bool = True, reader=read_case) -> dict[str, Path]:
+    """Build the missing ``.npz`` samples of every stage, reading each case once for all stages
+    (with ``reader``, :func:`read_case` or another with its signature, e.g. pseudo-labels).
 
     Returns:
         The cache folder of each stage (named by stage and :func:`stage_key`).
@@ -177,7 +178,7 @@ def cache_samples(cases: list[Case], recipe: Recipe, cache_dir: Path, crops_per_
                    if _signature(folders[stage.name] / f"{case.case_id}.npz") != signature]
         if not missing:
             continue
-        hu, label, spacing = read_case(case)
+        hu, label, spacing = reader(case)
         for stage in missing:
             rng = np.random.default_rng([recipe.train.seed, index])
             built = case_samples(hu, label, spacing, case, stage, recipe, rng, crops_per_case)

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from flareseg import __version__
-from flareseg.datasets.layout import Case, list_cases, load_spec
+from flareseg.datasets.layout import Case, label_pattern, list_cases, load_spec
 from flareseg.errors import InputError
 from flareseg.inference.model import FORMAT_VERSION, MODEL_JSON, RECIPE_YAML, weights_path
 from flareseg.labels import label_name
@@ -84,6 +84,23 @@ def with_statistics(recipe: Recipe, cases: list[Case], out_dir: Path, resume: bo
     return dataclasses.replace(recipe, preprocess=dataclasses.replace(preprocess, statistics=statistics))
 
 
+def _load_teacher(teacher: str | Path):
+    from flareseg.inference.model import load_model
+
+    return load_model(teacher)
+
+
+def pseudo_samples(cases: list[Case], recipe: Recipe, teacher, cache: Path, progress: bool = True):
+    """Cache the stage samples of ``cases`` pseudo-labelled by ``teacher`` (each case predicted
+    once for all stages, cached by teacher); returns ``stage -> samples``."""
+    from flareseg.training.pseudo_labels import pseudo_reader, teacher_key, with_teacher_classes
+
+    filled = [with_teacher_classes(case, teacher) for case in cases]
+    folders = cache_samples(filled, recipe, cache / f"pseudo-{teacher_key(teacher)}", progress=progress,
+                            reader=pseudo_reader({case.case_id: case for case in cases}, teacher))
+    return lambda stage: load_samples(filled, folders[stage.name])
+
+
 def save_weights(state: dict, path: Path) -> None:
     """Store a state dict as float16 (half the size; predictions are unchanged in practice)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -92,25 +109,37 @@ def save_weights(state: dict, path: Path) -> None:
 
 
 def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, options: RunOptions = RunOptions(),
-                cache_dir: str | Path | None = None) -> Path:
+                cache_dir: str | Path | None = None, teacher: str | Path | None = None) -> Path:
     """Train all stages of ``recipe`` on the dataset and write the model directory.
 
     Stages whose weights already exist are skipped on resume; the one that was interrupted
     continues from its last checkpoint. ``model.json`` is written last, so a directory
-    without it is not (yet) a model.
+    without it is not (yet) a model. ``teacher``, a model directory, pseudo-labels the cases of
+    the phases that ask for it (:mod:`flareseg.training.pseudo_labels`).
     """
     out_dir = Path(out_dir)
     spec = load_spec(dataset_dir)
-    split = split_cases(list_cases(spec), recipe.train.val_fraction, recipe.train.seed)
+    cases = list_cases(spec)
+    split = split_cases(cases, recipe.train.val_fraction, recipe.train.seed)
     if not split.train:
         raise InputError(f"{dataset_dir}: no labelled case to train on")
     for stage in recipe.stages:  # fail before writing anything
         if not any(set(stage.labels) & set(case.annotated) for case in split.train):
             raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
+    wants_pseudo = any(phase.pseudo_labels for stage in recipe.stages for phase in recipe.phases(stage))
+    if wants_pseudo and teacher is None:
+        raise InputError(f"recipe {recipe.name!r} trains on pseudo-labels: name a trained model to make them "
+                         "(--teacher MODEL_DIR)")
+    teacher_model = _load_teacher(teacher) if wants_pseudo else None
     recipe = with_statistics(recipe, split.train, out_dir, options.resume, options.progress)
     prepare_output(out_dir, recipe, options.resume)
     cache = Path(cache_dir) if cache_dir else out_dir / "training" / "cache"
     folders = cache_samples(split.train + split.val, recipe, cache, progress=options.progress)
+    pseudo = None
+    if teacher_model is not None:
+        pseudo = pseudo_samples(split.train + [c for c in cases if c.label is None], recipe, teacher_model, cache,
+                                options.progress)
+    patterns = {case.case_id: label_pattern(case) for case in cases}
     for index, stage in enumerate(recipe.stages):
         if options.resume and weights_path(out_dir, stage.name).is_file():
             continue
@@ -119,8 +148,16 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
         val_ids = {case.case_id for case in split.val}
         train_samples = [s for s in samples if s.case_id not in val_ids]
         val_samples = [s for s in samples if s.case_id in val_ids]
+        phase_samples = []
+        for number, phase in enumerate(recipe.phases(stage), start=1):
+            pool = pseudo(stage) if phase.pseudo_labels else train_samples
+            pool = [s for s in pool if not phase.cases or patterns[s.case_id] in phase.cases]
+            if not pool:
+                raise InputError(f"stage {stage.name!r}, phase {number}: no training case of the label patterns "
+                                 f"{list(phase.cases) or 'any'} annotates any of its classes {list(stage.labels)}")
+            phase_samples.append(pool)
         best = train_stage(stage, index, recipe, train_samples, val_samples,
-                           out_dir / "training" / stage.name, options)
+                           out_dir / "training" / stage.name, options, phase_samples)
         save_weights(best, weights_path(out_dir, stage.name))
         stage_summary = {"samples": len(train_samples), "val_samples": len(val_samples),
                          "seconds": round(time.perf_counter() - start, 1)}

@@ -1,0 +1,66 @@
+"""Pseudo-labels from a trained model fill only what a real case does not annotate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flareseg.data import default_model_dir
+from flareseg.datasets.layout import label_pattern, list_cases, load_spec
+from flareseg.errors import InputError
+from flareseg.inference.cascade import segment_canonical
+from flareseg.inference.model import load_model
+from flareseg.recipes import load_recipe
+from flareseg.training.pseudo_labels import pseudo_labelled, with_teacher_classes
+from flareseg.training.samples import read_case
+from flareseg.training.train import train_model
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return load_model(default_model_dir())
+
+
+def test_label_patterns_of_the_real_cases(real_dataset):
+    patterns = {case.case_id: label_pattern(case) for case in list_cases(load_spec(real_dataset))}
+    assert patterns == {"ts_full": "all_organs", "ts_dicom": "all_organs", "ts_aorta": "some_organs",
+                        "tcia_cb001": "unlabelled"}
+
+
+def test_a_partial_case_keeps_its_own_labels_and_takes_the_rest_from_the_teacher(real_dataset, teacher):
+    case = next(c for c in list_cases(load_spec(real_dataset)) if c.case_id == "ts_aorta")
+    assert case.annotated == (5,)
+    hu, own, spacing = read_case(case)
+    hu_p, label, spacing_p = pseudo_labelled(case, teacher)
+    assert np.array_equal(hu, hu_p) and spacing == spacing_p
+    predicted = segment_canonical(hu, spacing, teacher)
+    assert np.array_equal(label[own > 0], own[own > 0])  # the case's own aorta, untouched
+    assert not np.any((label == 5) & (own == 0))  # no aorta but the case's own: it annotates the aorta
+    filled = (own == 0) & (label > 0)
+    assert filled.any() and np.array_equal(label[filled], predicted[filled])
+    others = (own == 0) & (predicted > 0) & (predicted != 5)
+    assert np.array_equal(label[others], predicted[others])
+    assert with_teacher_classes(case, teacher).annotated == tuple(range(1, 14))
+
+
+def test_an_unlabelled_case_takes_the_teachers_prediction_whole(real_dataset, teacher):
+    case = next(c for c in list_cases(load_spec(real_dataset)) if c.label is None)
+    hu, label, spacing = pseudo_labelled(case, teacher)
+    assert np.array_equal(label, segment_canonical(hu, spacing, teacher))
+
+
+def test_a_phase_on_pseudo_labels_needs_a_teacher(real_dataset, tmp_path):
+    with pytest.raises(InputError, match="--teacher"):
+        train_model(real_dataset, load_recipe("dual_decoder_2d"), tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("annotated, expected", [
+    ((), "unlabelled"), (tuple(range(1, 14)), "all_organs"), (tuple(range(1, 15)), "all_organs"),
+    ((1, 2, 3, 13, 14), "organs_lesion"), ((14,), "lesion_only"), ((1, 2, 3, 4, 13), "some_organs"),
+])
+def test_label_patterns_by_hand(annotated, expected, tmp_path):
+    from flareseg.datasets.layout import Case
+
+    case = Case("c", tmp_path / "c_0000.nii.gz", tmp_path / "c.nii.gz" if annotated else None, annotated)
+    assert label_pattern(case) == expected
