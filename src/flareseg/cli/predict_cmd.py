@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 
 def add_parsers(subparsers) -> None:
+    from flareseg.cli.arguments import device, positive_int
     from flareseg.inference.model import BACKENDS
 
     predict = subparsers.add_parser(
@@ -25,16 +26,17 @@ def add_parsers(subparsers) -> None:
     predict.add_argument("-i", "--input", required=True, type=Path, help="CT file, DICOM series folder, or folder of CTs")
     predict.add_argument("-o", "--output", required=True, type=Path, help="mask file (.nii.gz, .nii, .nrrd, .mha) or folder")
     predict.add_argument("-m", "--model", type=Path, help="model directory (default: the bundled model)")
-    predict.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    predict.add_argument("--device", default="cpu", type=device, help="cpu (default), cuda or cuda:N")
     predict.add_argument("--backend", default="auto", choices=BACKENDS,
                          help="network runtime; auto (default): onnxruntime when the device is cpu and the "
                          "model's ONNX files match its weights, else PyTorch; onnx refuses ONNX files that do not")
-    predict.add_argument("--threads", type=int, help="CPU threads for the network")
+    predict.add_argument("--threads", type=positive_int, help="CPU threads for the network")
     predict.add_argument("--no-postprocess", action="store_true", help="keep every connected component")
     predict.add_argument("--no-second-chance", action="store_true",
                          help="do not look for organs the coarse stage missed near their anatomical neighbours")
     predict.add_argument("--fine-boundaries", action="store_true",
                          help="draw organ boundaries from interpolated class scores at full resolution (slower)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors still print)")
     predict.set_defaults(run=run_predict)
 
     export = subparsers.add_parser(
@@ -55,6 +57,9 @@ def run_predict(args: argparse.Namespace) -> int:
                              not args.no_second_chance, args.fine_boundaries)
     if not args.input.exists():
         raise InputError(f"{args.input}: no such file or folder")
+    if args.backend == "onnx" and args.device != "cpu":
+        raise InputError(f"--backend onnx runs on the CPU only; use --backend torch with --device {args.device}")
+    refuse_overwriting_input(args.input, args.output)
     with one_line_warnings():
         return _predict(args, options)
 
@@ -65,15 +70,33 @@ def _predict(args: argparse.Namespace, options: PredictOptions) -> int:
     from flareseg.inference.predict import folder_inputs, predict, predict_folder
 
     if args.input.is_dir() and folder_inputs(args.input):  # else: a DICOM series folder
-        report = predict_folder(args.input, args.output, options)
+        report = predict_folder(args.input, args.output, options, progress=not args.quiet)
         for name, error in report.failed.items():
-            print(f"failed: {name}: {error}")
-        print(f"{len(report.done)} mask(s) written to {args.output}, {len(report.failed)} failed")
+            print(f"failed: {name}: {error}", file=sys.stderr)
+        if not args.quiet:
+            print(f"{len(report.done)} mask(s) written to {args.output}, {len(report.failed)} failed")
         return 1 if report.failed else 0
     start = time.perf_counter()
     mask = predict(args.input, args.output, options=options)
-    print(f"wrote {args.output} ({mask.geometry.describe()}) in {time.perf_counter() - start:.1f} s")
+    if not args.quiet:
+        print(f"wrote {args.output} ({mask.geometry.describe()}) in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def refuse_overwriting_input(input: Path, output: Path) -> None:
+    """An output that is the input, or lies inside an input folder (a DICOM series, or a folder of
+    CTs whose masks would land among them), is an error: a mask must never replace a scan.
+
+    Raises:
+        InputError: Said output.
+    """
+    from flareseg.errors import InputError
+
+    source, target = input.resolve(), output.resolve()
+    if target == source:
+        raise InputError(f"{output}: the output is the input; write the mask elsewhere")
+    if source.is_dir() and source in target.parents:
+        raise InputError(f"{output}: the output lies inside the input folder {input}; write the mask elsewhere")
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def add_parsers(subparsers) -> None:
+    from flareseg.cli.arguments import device, fraction, positive_float, positive_int
     from flareseg.recipes import builtin_recipes
 
     train = subparsers.add_parser(
@@ -18,20 +19,22 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--recipe", default="coarse_to_fine",
                        help=f"built-in recipe ({', '.join(builtin_recipes())}) or a YAML file (default: coarse_to_fine)")
     train.add_argument("--out", required=True, type=Path, help="model directory to write")
-    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
+    train.add_argument("--device", default="auto", type=device,
+                       help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--cache", type=Path, help="folder for preprocessed cases (default: OUT/training/cache)")
     train.add_argument("--teacher", type=Path,
                        help="a trained model directory whose predictions fill what cases do not annotate, "
                             "for recipe phases with pseudo_labels: true")
-    train.add_argument("--threads", type=int, help="CPU threads")
-    train.add_argument("--epochs", type=int,
+    train.add_argument("--threads", type=positive_int, help="CPU threads")
+    train.add_argument("--epochs", type=positive_int,
                        help="epochs of every stage (replaces the recipe's train.epochs and any per-stage epochs)")
-    for flag, kind, what in (("iterations", int, "iterations per epoch"),
-                             ("batch-size", int, "batch size"), ("lr", float, "initial learning rate"),
-                             ("val-fraction", float, "fraction of labelled cases held out for validation"),
-                             ("schedule", str, "learning-rate schedule (step or poly)"), ("seed", int, "random seed")):
+    for flag, kind, what in (("iterations", positive_int, "iterations per epoch"),
+                             ("batch-size", positive_int, "batch size"), ("lr", positive_float, "initial learning rate"),
+                             ("val-fraction", fraction, "fraction of labelled cases held out for validation"),
+                             ("seed", int, "random seed")):
         train.add_argument(f"--{flag}", type=kind, help=f"override the recipe's {what}")
+    train.add_argument("--schedule", choices=("step", "poly"), help="override the recipe's learning-rate schedule")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(run=run_train)
 
