@@ -61,3 +61,28 @@ def test_a_broken_record_is_an_input_error(tmp_path):
     (tmp_path / ONNX_JSON).write_text('{"stages": []}')
     with pytest.raises(InputError, match="unreadable ONNX export record"):
         read_onnx_record(tmp_path)
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("model.json", lambda b: b[:20], "unreadable model description"),
+    ("model.json", lambda b: b"[1, 2]", "model format None"),
+    ("recipe.yaml", lambda b: b"name: [unclosed", "unreadable recipe"),
+    ("recipe.yaml", lambda b: b"- a list", "YAML mapping"),
+    ("coarse.pt", lambda b: b[: len(b) // 2], "unreadable weights for stage 'coarse'"),
+    ("coarse.onnx", lambda b: b[: len(b) // 2], "unreadable ONNX network"),
+])
+def test_a_broken_model_file_is_a_one_line_error_naming_it(tiny_model_copy, tmp_path, data_dir, name, damage, message,
+                                                            capsys):
+    from flareseg.cli.main import main
+    from flareseg.inference.export import record_export
+
+    path = tiny_model_copy / name
+    path.write_bytes(damage(path.read_bytes()))
+    if name == "coarse.onnx":
+        record_export(tiny_model_copy, "coarse")  # recorded as is: only the file itself is broken
+    backend = "onnx" if name.endswith(".onnx") else "torch"
+    code = main(["predict", "-i", str(data_dir / "ts_example" / "example_ct.nii.gz"), "-o", str(tmp_path / "m.nii.gz"),
+                 "-m", str(tiny_model_copy), "--backend", backend])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "m.nii.gz").exists()

@@ -125,10 +125,20 @@ def read_recipe(model_dir: Path) -> Recipe:
     meta_path, recipe_path = model_dir / MODEL_JSON, model_dir / RECIPE_YAML
     if not meta_path.is_file() or not recipe_path.is_file():
         raise InputError(f"{model_dir}: not a flareseg model directory (needs {MODEL_JSON} and {RECIPE_YAML})")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{model_dir}: model format {meta.get('format_version')} is not {FORMAT_VERSION}")
-    return recipe_from_dict(yaml.safe_load(recipe_path.read_text()), source=str(recipe_path))
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{meta_path}: unreadable model description ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
+        raise InputError(f"{model_dir}: model format {found} is not {FORMAT_VERSION}")
+    try:
+        data = yaml.safe_load(recipe_path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise InputError(f"{recipe_path}: unreadable recipe ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{recipe_path}: a recipe is a YAML mapping")
+    return recipe_from_dict(data, source=str(recipe_path))
 
 
 def load_model(model_dir: str | Path, backend: str = "auto", device: str = "cpu",
@@ -192,7 +202,10 @@ def onnx_runner(path: Path, threads: int | None) -> Runner:
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types for a broken file
+        raise InputError(f"{path}: unreadable ONNX network ({str(error).splitlines()[0][:200]})") from None
     input_name = session.get_inputs()[0].name
     return lambda x: session.run(None, {input_name: x})[0]
 
@@ -210,8 +223,12 @@ def torch_runner(model_dir: Path, recipe: Recipe, stage, device: str, threads: i
         torch.set_num_threads(threads)
     network = recipe.stage_network(stage)
     net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict({k: v.float() for k, v in state.items()})
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except Exception as error:  # a truncated or foreign file: torch raises many kinds
+        raise InputError(f"{path}: unreadable weights for stage {stage.name!r} "
+                         f"({str(error).splitlines()[0][:200]})") from None
     net.to(device).eval()
 
     def run(x: np.ndarray) -> np.ndarray:
