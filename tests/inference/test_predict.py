@@ -52,8 +52,9 @@ def test_folder_mode_keeps_going_past_a_bad_scan(tiny_model, data_dir, tmp_path,
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case1.nii.gz", "case2.nii.gz"]
 
     code = main(["predict", "-i", str(inputs), "-o", str(tmp_path / "cli_out"), "-m", str(tiny_model)])
-    printed = capsys.readouterr().out
-    assert code == 1 and "2 mask(s) written" in printed and "1 failed" in printed and "broken_0000" in printed
+    printed = capsys.readouterr()
+    assert code == 1 and "2 mask(s) written" in printed.out and "1 failed" in printed.out
+    assert "failed: broken_0000" in printed.err  # failures go to stderr, also with --quiet
 
 
 def test_cli_predicts_one_dicom_series(tiny_model, data_dir, tmp_path, capsys):

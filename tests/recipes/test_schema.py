@@ -166,7 +166,19 @@ def test_phases_resolve_and_the_last_one_gives_the_predicting_network():
     ("nnunet_2d", "train__optimizer", "adam", "optimizer"),
     ("nnunet_2d", "postprocess", "fill_holes", "postprocess"),
     ("phased_skip", "stages__0__phases", [{"epochs": 0}], "epochs must be"),
-    ("phased_skip", "stages__0__phases", [{"epochs": 1, "network": {"levels": 3}}], "keep the network's levels"),
+    ("phased_skip", "stages__0__phases", [{"epochs": 1, "network": {"levels": 3}}], "keep the parameters"),
+    ("phased_skip", "stages__0__phases", [{"epochs": 1, "network": {"base_channels": 16}}], "keep the parameters"),
+    ("phased_skip", "stages__0__phases", [{"epochs": 1, "trainable": "head.*"}], "trainable and cases are lists"),
+    ("phased_skip", "stages__0__phases", [{"epochs": 1, "cases": "all_organs"}], "trainable and cases are lists"),
+    ("phased_skip", "stages__0__phases", [{"epochs": 1, "learning_rate": "1e-4"}], "learning_rate"),
+    ("phased_skip", "stages__0__phases", [{"epochs": 1, "learning_rate": -0.1}], "learning_rate"),
+    ("phased_skip", "stages__0__epochs", 3, "epochs per phase"),
+    ("phased_skip", "train__loss", {"name": "focal"}, "train.loss"),
+    ("phased_skip", "train__loss", "dice", "loss is a mapping"),
+    ("phased_skip", "train__learning_rate", "1e-3", "learning_rate"),
+    ("phased_skip", "train__grad_clip", 0, "grad_clip"),
+    ("dual_decoder_2d", "stages__0__labels", [14, 1, 2], "lesion class"),
+    ("dual_decoder_2d", "stages__0__labels", [1, 2, 3], "lesion class"),
     ("phased_skip", "stages__0__phases", [{"epochs": 1, "optimizer": "lbfgs"}], "optimizer"),
     ("coarse_to_fine", "stages__1__sampler", "whole_resize", "crop whole"),
     ("coarse_to_fine", "stages__0__sampler", "spacing_patches", "needs spacing_mm"),
@@ -205,3 +217,10 @@ def test_phase_case_selection_is_validated(phase, message):
     data["stages"][0]["phases"] = [phase]
     with pytest.raises(InputError, match=message):
         recipe_from_dict(data)
+
+
+def test_loss_names_match_the_losses_module():
+    from flareseg.recipes.schema import _LOSSES
+    from flareseg.training.losses import LOSSES
+
+    assert set(_LOSSES) == set(LOSSES)

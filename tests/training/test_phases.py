@@ -97,3 +97,15 @@ def test_phases_switch_skips_on_and_resume_inside_a_phase_is_exact(real_dataset,
     a = torch.load(resumed / "coarse.pt", weights_only=True)
     b = torch.load(reference / "coarse.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_frozen_batch_norm_keeps_its_running_statistics(real_dataset, tmp_path):
+    data = _one_stage([{"epochs": 1, "trainable": ["head.*"]}], iterations_per_epoch=2)
+    data["network"]["kwargs"]["norm"] = "batch"
+    recipe = recipe_from_dict(data)
+    model = train_model(real_dataset, recipe, tmp_path / "model", RunOptions(progress=False, threads=1))
+    torch.manual_seed(recipe.train.seed + 0)
+    initial = build_network(recipe.network.name, recipe.network.kwargs, 14).state_dict()
+    trained = torch.load(model / "training" / "coarse" / CHECKPOINT, weights_only=False)["net"]
+    changed = {name for name, value in initial.items() if not torch.equal(value, trained[name])}
+    assert changed == {"head.weight", "head.bias"}  # running means and variances included

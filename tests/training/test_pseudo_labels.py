@@ -60,7 +60,22 @@ def test_a_phase_on_pseudo_labels_needs_a_teacher(real_dataset, tmp_path):
     ((1, 2, 3, 13, 14), "organs_lesion"), ((14,), "lesion_only"), ((1, 2, 3, 4, 13), "some_organs"),
 ])
 def test_label_patterns_by_hand(annotated, expected, tmp_path):
-    from flareseg.datasets.layout import Case
+    from flareseg.datasets.layout import LABEL_PATTERNS, Case, matches_pattern
 
     case = Case("c", tmp_path / "c_0000.nii.gz", tmp_path / "c.nii.gz" if annotated else None, annotated)
     assert label_pattern(case) == expected
+    groups = {pattern for pattern in LABEL_PATTERNS if matches_pattern(case, pattern)}
+    # a case annotating every class is also a lesion case; any other is in one group
+    assert groups == ({"all_organs", "organs_lesion"} if annotated == tuple(range(1, 15)) else {expected})
+
+
+def test_a_changed_annotation_rebuilds_the_pseudo_labelled_samples(real_dataset, teacher, tmp_path):
+    import dataclasses
+
+    from flareseg.training.pseudo_labels import pseudo_signature
+
+    case = next(c for c in list_cases(load_spec(real_dataset)) if c.case_id == "ts_aorta")
+    more = dataclasses.replace(case, annotated=(1, 5))
+    filled, filled_more = with_teacher_classes(case, teacher), with_teacher_classes(more, teacher)
+    assert filled.annotated == filled_more.annotated  # the filled cases alone cannot tell them apart
+    assert pseudo_signature({"ts_aorta": case})(filled) != pseudo_signature({"ts_aorta": more})(filled_more)

@@ -28,9 +28,11 @@ def add_parsers(subparsers) -> None:
                             "for recipe phases with pseudo_labels: true")
     train.add_argument("--threads", type=positive_int, help="CPU threads")
     train.add_argument("--epochs", type=positive_int,
-                       help="epochs of every stage (replaces the recipe's train.epochs and any per-stage epochs)")
+                       help="epochs of every stage and of every phase (replaces the recipe's train.epochs and any "
+                            "per-stage or per-phase epochs)")
     for flag, kind, what in (("iterations", positive_int, "iterations per epoch"),
-                             ("batch-size", positive_int, "batch size"), ("lr", positive_float, "initial learning rate"),
+                             ("batch-size", positive_int, "batch size"),
+                             ("lr", positive_float, "initial learning rate (not of phases that set their own)"),
                              ("val-fraction", fraction, "fraction of labelled cases held out for validation"),
                              ("seed", int, "random seed")):
         train.add_argument(f"--{flag}", type=kind, help=f"override the recipe's {what}")

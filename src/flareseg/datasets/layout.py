@@ -61,22 +61,27 @@ class Case:
     mapping: LabelMapping = field(default_factory=flare_mapping)
 
 
-#: What a case annotates, as the FLARE23 partial-label methods partition their data.
+#: What a case annotates, as the FLARE23 partial-label methods group their data.
 LABEL_PATTERNS = ("all_organs", "some_organs", "organs_lesion", "lesion_only", "unlabelled")
 
 
-def label_pattern(case: Case) -> str:
-    """The case's :data:`LABEL_PATTERNS` entry: ``unlabelled`` (no label map), ``all_organs`` (the
-    13 organs, whether or not it annotates lesions too), ``organs_lesion`` (some organs and the
-    lesion), ``lesion_only`` or ``some_organs`` (some organs, no lesion)."""
+def matches_pattern(case: Case, pattern: str) -> bool:
+    """Whether a case belongs to a :data:`LABEL_PATTERNS` group: ``all_organs`` (it annotates the 13
+    organs), ``organs_lesion`` (some or all organs, and the lesion), ``some_organs`` (some organs,
+    not all, no lesion), ``lesion_only``, ``unlabelled`` (no label map). A case annotating every
+    class belongs to both ``all_organs`` and ``organs_lesion``; any other case to one group."""
     if case.label is None or not case.annotated:
-        return "unlabelled"
+        return pattern == "unlabelled"
     organs = {i for i in case.annotated if BY_ID[i].organ}
-    if organs == set(ORGAN_IDS):
-        return "all_organs"
-    if any(not BY_ID[i].organ for i in case.annotated):
-        return "organs_lesion" if organs else "lesion_only"
-    return "some_organs"
+    lesion = any(not BY_ID[i].organ for i in case.annotated)
+    return {"all_organs": organs == set(ORGAN_IDS), "organs_lesion": bool(organs) and lesion,
+            "some_organs": bool(organs) and organs != set(ORGAN_IDS) and not lesion,
+            "lesion_only": lesion and not organs, "unlabelled": False}[pattern]
+
+
+def label_pattern(case: Case) -> str:
+    """The first :data:`LABEL_PATTERNS` group the case belongs to (:func:`matches_pattern`)."""
+    return next(pattern for pattern in LABEL_PATTERNS if matches_pattern(case, pattern))
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,7 @@ class TrainConfig:
     lr_gamma: float = 0.5
     optimizer: str = "adamw"  # "adamw", or "sgd": Nesterov momentum ``momentum``, as nnU-Net
     momentum: float = 0.99
+    grad_clip: float | None = None  # clip the gradient norm to this (nnU-Net: 12); None: no clipping
     loss: LossConfig = LossConfig()
     # Kind -> probability per sample (flareseg.training.augment.build_augmentation); blur and
     # low_resolution as nnU-Net's per-sample probabilities. Kinds left out are off.
@@ -178,8 +179,8 @@ class TrainConfig:
         "blur": 0.2, "low_resolution": 0.25,
     })
     crop_jitter_mm: float = 10.0
-    # The last ``round(batch_size * share)`` patches of each batch (stages with spacing_mm) hold a
-    # labelled voxel, as nnU-Net's oversampling of foreground
+    # Patches at batch positions >= round(batch_size * (1 - share)) (stages with spacing_mm) hold a
+    # labelled voxel, as nnU-Net's oversampling of foreground (batch 2, 0.33: the second one)
     foreground_share: float = 0.33
     val_fraction: float = 0.2
     seed: int = 12345
@@ -226,6 +227,10 @@ _SCHEDULES = ("step", "poly")
 _OPTIMIZERS = ("adamw", "sgd")
 _NORMALIZATIONS = ("window", "zscore")
 _POSTPROCESS = ("largest_component", "none")
+#: flareseg.training.losses.LOSSES (a test keeps the two equal).
+_LOSSES = ("dice_ce", "dice")
+#: Network arguments a phase may override: they switch behaviour and keep the parameters.
+_PARAMETER_FREE = {"skip", "deep_supervision"}
 #: flareseg.datasets.layout.LABEL_PATTERNS, not imported so that loading a recipe reads no dataset
 #: code (a test keeps the two equal).
 _LABEL_PATTERNS = ("all_organs", "some_organs", "organs_lesion", "lesion_only", "unlabelled")
@@ -303,7 +308,10 @@ def _train(data: Any, where: str) -> TrainConfig:
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a mapping, got {data!r}")
     data = dict(data)
-    loss = dict(data.pop("loss", None) or {})
+    loss = data.pop("loss", None) or {}
+    if not isinstance(loss, dict):
+        raise InputError(f"{where}: loss is a mapping {{name, kwargs, deep_supervision}}, got {loss!r}")
+    loss = dict(loss)
     weights = {key: data.pop(key) for key in ("dice_weight", "ce_weight") if key in data}  # older recipes
     if weights:
         if loss.get("name", "dice_ce") != "dice_ce":
@@ -404,8 +412,12 @@ def _validate(recipe: Recipe, source: str) -> None:
     train = recipe.train
     if train.optimizer not in _OPTIMIZERS:
         raise InputError(f"{source}: train.optimizer must be one of {_OPTIMIZERS}, got {train.optimizer!r}")
-    if not isinstance(train.loss.kwargs, dict):
-        raise InputError(f"{source}: train.loss.kwargs must be a mapping, got {train.loss.kwargs!r}")
+    if train.loss.name not in _LOSSES or not isinstance(train.loss.kwargs, dict):
+        raise InputError(f"{source}: train.loss names one of {_LOSSES} with kwargs as a mapping, got {train.loss!r}")
+    if not (_is_number(train.learning_rate) and train.learning_rate > 0):
+        raise InputError(f"{source}: train.learning_rate must be a number > 0, got {train.learning_rate!r}")
+    if train.grad_clip is not None and not (_is_number(train.grad_clip) and train.grad_clip > 0):
+        raise InputError(f"{source}: train.grad_clip must be a number > 0 or null, got {train.grad_clip!r}")
     if train.schedule not in _SCHEDULES:
         raise InputError(f"{source}: train.schedule must be one of {_SCHEDULES}, got {train.schedule!r}")
     if train.epochs < 1 or train.iterations_per_epoch < 1 or train.batch_size < 1:
@@ -472,18 +484,32 @@ def _validate_stage_network(recipe: Recipe, stage: StageConfig, where: str) -> N
         raise InputError(f"{where}: each size must be divisible by 2^levels = {network.size_multiple}")
     if dims == 2 and isinstance(recipe.train.augment, dict) and recipe.train.augment.get("elastic", 0):
         raise InputError(f"{where}: the elastic augmentation is 3D only; a 2D stage needs train.augment.elastic 0")
+    if network.name == "dual_unet":
+        lesions = int(network.kwargs.get("lesion_channels", 1))
+        if any(BY_ID[i].organ for i in stage.labels[-lesions:]) or not all(
+                BY_ID[i].organ for i in stage.labels[:-lesions]):
+            raise InputError(f"{where}: a dual_unet stage lists its organs, then its {lesions} lesion class(es) "
+                             f"last, got {list(stage.labels)}")
+    if stage.phases and stage.epochs is not None:
+        raise InputError(f"{where}: a stage with phases sets epochs per phase, not epochs")
     for index, phase in enumerate(stage.phases):
         if not isinstance(phase.epochs, int) or isinstance(phase.epochs, bool) or phase.epochs < 1:
             raise InputError(f"{where}: phase {index + 1}: epochs must be a positive integer, got {phase.epochs!r}")
+        if phase.learning_rate is not None and not (_is_number(phase.learning_rate) and phase.learning_rate > 0):
+            raise InputError(f"{where}: phase {index + 1}: learning_rate must be a number > 0 (write 1e-4 as "
+                             f"0.0001 or 1.0e-4 in YAML), got {phase.learning_rate!r}")
         if phase.optimizer is not None and phase.optimizer not in _OPTIMIZERS:
             raise InputError(f"{where}: phase {index + 1}: optimizer must be one of {_OPTIMIZERS}")
-        if not isinstance(phase.network, dict) or not all(isinstance(p, str) for p in phase.trainable):
-            raise InputError(f"{where}: phase {index + 1}: network is a mapping, trainable a list of patterns")
+        if not isinstance(phase.network, dict) or not isinstance(phase.trainable, tuple) or not all(
+                isinstance(p, str) for p in phase.trainable) or not isinstance(phase.cases, tuple):
+            raise InputError(f"{where}: phase {index + 1}: network is a mapping, trainable and cases are lists")
+        changed = sorted(set(phase.network) - _PARAMETER_FREE)
+        if changed:
+            raise InputError(f"{where}: phase {index + 1}: network overrides may only switch "
+                             f"{sorted(_PARAMETER_FREE)} (they must keep the parameters), got {changed}")
         bad = [pattern for pattern in phase.cases if pattern not in _LABEL_PATTERNS]
         if bad or not isinstance(phase.pseudo_labels, bool):
             raise InputError(f"{where}: phase {index + 1}: cases are label patterns {_LABEL_PATTERNS} and "
                              f"pseudo_labels true or false, got {list(phase.cases)} and {phase.pseudo_labels!r}")
         if "unlabelled" in phase.cases and not phase.pseudo_labels:
             raise InputError(f"{where}: phase {index + 1}: unlabelled cases train only with pseudo_labels: true")
-        if recipe.stage_network(stage, index).size_multiple != network.size_multiple:
-            raise InputError(f"{where}: phase {index + 1}: network overrides must keep the network's levels")

@@ -101,6 +101,7 @@ def patch_sampler(stage: StageConfig, recipe: Recipe, rng: np.random.Generator):
     train = recipe.train
 
     def patch(image: np.ndarray, label: np.ndarray, row: int):
+        rng.random()  # one draw per patch, as before batch positions decided: the same patches for a share of 0
         forced = forced_foreground(row, train.batch_size, train.foreground_share)
         holding = foreground_voxel(label, rng) if forced else None
         image, label = random_patch(image, label, size, rng, air, holding)
@@ -160,6 +161,10 @@ def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe,
     patch = patch_sampler(stage, recipe, rng)
     scaler = torch.amp.GradScaler("cuda") if options.device.startswith("cuda") and not torch.cuda.is_bf16_supported() else None
     net.train()
+    for module in net.modules():  # frozen normalisation keeps its running statistics too
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in module.parameters()):
+            module.eval()
     losses = []
     from tqdm import tqdm
 
@@ -173,10 +178,15 @@ def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe,
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
+            if train.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            if train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
             optimizer.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")

@@ -62,6 +62,14 @@ def pseudo_labelled(case: Case, model: LoadedModel):
     return hu, label, spacing
 
 
+def pseudo_signature(originals: dict[str, Case]):
+    """A :func:`flareseg.training.samples.cache_samples` signature of a pseudo-labelled case: the
+    case's own (its files, what it annotates), so a change of its annotation rebuilds its samples."""
+    from flareseg.training.samples import case_signature
+
+    return lambda case: "pseudo " + case_signature(originals[case.case_id])
+
+
 def pseudo_reader(originals: dict[str, Case], model: LoadedModel):
     """A :func:`flareseg.training.samples.cache_samples` reader that pseudo-labels each case
     (given as its :func:`with_teacher_classes` version) with ``model``."""

@@ -159,9 +159,10 @@ def case_signature(case: Case) -> str:
 
 
 def cache_samples(cases: list[Case], recipe: Recipe, cache_dir: Path, crops_per_case: int = 4,
-                  progress: bool = True, reader=read_case) -> dict[str, Path]:
+                  progress: bool = True, reader=read_case, signature=None) -> dict[str, Path]:
     """Build the missing ``.npz`` samples of every stage, reading each case once for all stages
-    (with ``reader``, :func:`read_case` or another with its signature, e.g. pseudo-labels).
+    (with ``reader``, :func:`read_case` or another with its signature, e.g. pseudo-labels; a cached
+    case is rebuilt when ``signature(case)``, default :func:`case_signature`, changes).
 
     Returns:
         The cache folder of each stage (named by stage and :func:`stage_key`).
@@ -173,16 +174,16 @@ def cache_samples(cases: list[Case], recipe: Recipe, cache_dir: Path, crops_per_
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     for index, case in enumerate(tqdm(cases, desc="preprocess", unit="case", leave=False, disable=not progress)):
-        signature = case_signature(case)
+        signed = (signature or case_signature)(case)
         missing = [stage for stage in recipe.stages
-                   if _signature(folders[stage.name] / f"{case.case_id}.npz") != signature]
+                   if _signature(folders[stage.name] / f"{case.case_id}.npz") != signed]
         if not missing:
             continue
         hu, label, spacing = reader(case)
         for stage in missing:
             rng = np.random.default_rng([recipe.train.seed, index])
             built = case_samples(hu, label, spacing, case, stage, recipe, rng, crops_per_case)
-            _save(folders[stage.name] / f"{case.case_id}.npz", built, signature)
+            _save(folders[stage.name] / f"{case.case_id}.npz", built, signed)
     return folders
 
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from flareseg import __version__
-from flareseg.datasets.layout import Case, label_pattern, list_cases, load_spec
+from flareseg.datasets.layout import Case, list_cases, load_spec, matches_pattern
 from flareseg.errors import InputError
 from flareseg.inference.model import FORMAT_VERSION, MODEL_JSON, RECIPE_YAML, weights_path
 from flareseg.labels import label_name
@@ -84,21 +84,46 @@ def with_statistics(recipe: Recipe, cases: list[Case], out_dir: Path, resume: bo
     return dataclasses.replace(recipe, preprocess=dataclasses.replace(preprocess, statistics=statistics))
 
 
-def _load_teacher(teacher: str | Path):
-    from flareseg.inference.model import load_model
+def phase_cases(recipe: Recipe, stage, split: Split, unlabelled: list[Case]) -> list[list[Case]]:
+    """The cases each phase of a stage trains on: its label patterns' (every training case when it
+    names none), among the training cases, and the unlabelled ones for a pseudo-label phase naming
+    ``unlabelled``; a phase without pseudo-labels keeps the cases that annotate a stage class.
 
-    return load_model(teacher)
+    Raises:
+        InputError: A phase is left without cases.
+    """
+    chosen = []
+    for number, phase in enumerate(recipe.phases(stage), start=1):
+        pool = split.train + (unlabelled if phase.pseudo_labels else [])
+        pool = [case for case in pool if (not phase.cases and case.label is not None)
+                or any(matches_pattern(case, pattern) for pattern in phase.cases)]
+        if not phase.pseudo_labels:
+            pool = [case for case in pool if set(stage.labels) & set(case.annotated)]
+        if not pool:
+            raise InputError(f"stage {stage.name!r}, phase {number}: no training case of the label patterns "
+                             f"{list(phase.cases) or 'any'} annotates any of its classes {list(stage.labels)}")
+        chosen.append(pool)
+    return chosen
 
 
 def pseudo_samples(cases: list[Case], recipe: Recipe, teacher, cache: Path, progress: bool = True):
-    """Cache the stage samples of ``cases`` pseudo-labelled by ``teacher`` (each case predicted
-    once for all stages, cached by teacher); returns ``stage -> samples``."""
-    from flareseg.training.pseudo_labels import pseudo_reader, teacher_key, with_teacher_classes
+    """Cache the stage samples of ``cases`` pseudo-labelled by ``teacher`` (each case predicted once
+    for all stages, cached by teacher and by what the case itself annotates); returns
+    ``stage -> samples``, each stage's loaded once."""
+    from flareseg.training.pseudo_labels import pseudo_reader, pseudo_signature, teacher_key, with_teacher_classes
 
     filled = [with_teacher_classes(case, teacher) for case in cases]
+    originals = {case.case_id: case for case in cases}
     folders = cache_samples(filled, recipe, cache / f"pseudo-{teacher_key(teacher)}", progress=progress,
-                            reader=pseudo_reader({case.case_id: case for case in cases}, teacher))
-    return lambda stage: load_samples(filled, folders[stage.name])
+                            reader=pseudo_reader(originals, teacher), signature=pseudo_signature(originals))
+    loaded: dict[str, list] = {}
+
+    def samples(stage):
+        if stage.name not in loaded:
+            loaded[stage.name] = load_samples(filled, folders[stage.name])
+        return loaded[stage.name]
+
+    return samples
 
 
 def save_weights(state: dict, path: Path) -> None:
@@ -126,20 +151,28 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
     for stage in recipe.stages:  # fail before writing anything
         if not any(set(stage.labels) & set(case.annotated) for case in split.train):
             raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
-    wants_pseudo = any(phase.pseudo_labels for stage in recipe.stages for phase in recipe.phases(stage))
-    if wants_pseudo and teacher is None:
+    unlabelled = [case for case in cases if case.label is None]
+    chosen = {stage.name: phase_cases(recipe, stage, split, unlabelled) for stage in recipe.stages}
+    pseudo_cases = {case.case_id: case for stage in recipe.stages
+                    for phase, pool in zip(recipe.phases(stage), chosen[stage.name]) if phase.pseudo_labels
+                    for case in pool}
+    if pseudo_cases and teacher is None:
         raise InputError(f"recipe {recipe.name!r} trains on pseudo-labels: name a trained model to make them "
                          "(--teacher MODEL_DIR)")
-    teacher_model = _load_teacher(teacher) if wants_pseudo else None
+    if (out_dir / RECIPE_YAML).is_file() and not options.resume:
+        raise InputError(f"{out_dir} already holds a model or a training run; use --resume or another --out")
+    teacher_model = None
+    if pseudo_cases:
+        from flareseg.inference.model import load_model
+
+        teacher_model = load_model(teacher, device=options.device)
     recipe = with_statistics(recipe, split.train, out_dir, options.resume, options.progress)
     prepare_output(out_dir, recipe, options.resume)
     cache = Path(cache_dir) if cache_dir else out_dir / "training" / "cache"
     folders = cache_samples(split.train + split.val, recipe, cache, progress=options.progress)
     pseudo = None
     if teacher_model is not None:
-        pseudo = pseudo_samples(split.train + [c for c in cases if c.label is None], recipe, teacher_model, cache,
-                                options.progress)
-    patterns = {case.case_id: label_pattern(case) for case in cases}
+        pseudo = pseudo_samples(list(pseudo_cases.values()), recipe, teacher_model, cache, options.progress)
     for index, stage in enumerate(recipe.stages):
         if options.resume and weights_path(out_dir, stage.name).is_file():
             continue
@@ -149,13 +182,12 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
         train_samples = [s for s in samples if s.case_id not in val_ids]
         val_samples = [s for s in samples if s.case_id in val_ids]
         phase_samples = []
-        for number, phase in enumerate(recipe.phases(stage), start=1):
-            pool = pseudo(stage) if phase.pseudo_labels else train_samples
-            pool = [s for s in pool if not phase.cases or patterns[s.case_id] in phase.cases]
-            if not pool:
-                raise InputError(f"stage {stage.name!r}, phase {number}: no training case of the label patterns "
-                                 f"{list(phase.cases) or 'any'} annotates any of its classes {list(stage.labels)}")
-            phase_samples.append(pool)
+        for number, (phase, pool) in enumerate(zip(recipe.phases(stage), chosen[stage.name]), start=1):
+            ids = {case.case_id for case in pool}
+            kept = [s for s in (pseudo(stage) if phase.pseudo_labels else train_samples) if s.case_id in ids]
+            if not kept:  # e.g. every crop of its cases was too thin for the stage
+                raise InputError(f"stage {stage.name!r}, phase {number}: its cases give no training sample")
+            phase_samples.append(kept)
         best = train_stage(stage, index, recipe, train_samples, val_samples,
                            out_dir / "training" / stage.name, options, phase_samples)
         save_weights(best, weights_path(out_dir, stage.name))
