@@ -1,6 +1,6 @@
 """Leave-one-scan-out: train on every labelled case but one, score the one left out; per case.
 
-    python scripts/leave_one_out.py DATASET OUT [--recipe RECIPE] [flareseg train options...]
+    python scripts/leave_one_out.py DATASET OUT [--rules RULES] [--recipe RECIPE] [flareseg train options...]
 
 For each labelled case of DATASET (nnU-Net layout, flareseg keys honoured), OUT/folds/<case>/
 gets a dataset without that case (links to the other files; the unlabelled cases stay) and a
@@ -8,8 +8,9 @@ model trained on it with ``flareseg train`` (``--resume`` on a rerun, so an inte
 on where it stopped); the model predicts the held-out image into OUT/pred/<case>.nii.gz. Last,
 ``flareseg evaluate --dataset DATASET`` scores every held-out prediction against its own label,
 in the dataset's numbering, with its partial and merged labels, and prints the table: no score
-comes from a scan the model was trained on. Options after OUT go to ``flareseg train``
-(e.g. ``--recipe scripts/default_model.yaml --device cuda``).
+comes from a scan the model was trained on. ``--rules`` names the evaluation's rule set (default
+flare22, the 13 organs; flare23 scores lesions too); the other options after OUT go to
+``flareseg train`` (e.g. ``--recipe scripts/default_model.yaml --device cuda``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,16 @@ def make_fold(root: Path, held_out: str, out: Path) -> Path:
     return out
 
 
+def split_rules(args: list[str]) -> tuple[list[str], list[str]]:
+    """``(train options, evaluate options)``: ``--rules NAME`` goes to the evaluation."""
+    if "--rules" not in args:
+        return list(args), []
+    at = args.index("--rules")
+    return list(args[:at] + args[at + 2:]), list(args[at:at + 2])
+
+
 def run(root: Path, out: Path, train_args: list[str]) -> int:
+    train_args, evaluate_args = split_rules(train_args)
     spec = load_spec(root)
     labelled = [case for case in list_cases(spec) if case.label is not None]
     (out / "pred").mkdir(parents=True, exist_ok=True)
@@ -73,7 +83,7 @@ def run(root: Path, out: Path, train_args: list[str]) -> int:
             return 1
         _link(label_path(spec, case.case_id), out / "gt" / f"{case.case_id}{spec.file_ending}")
     return flareseg(["evaluate", "--pred", str(out / "pred"), "--gt", str(out / "gt"), "--dataset", str(root),
-                     "--quiet"])
+                     "--quiet", *evaluate_args])
 
 
 if __name__ == "__main__":

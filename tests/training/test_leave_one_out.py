@@ -44,3 +44,10 @@ def test_every_labelled_case_is_scored_by_a_model_that_never_saw_it(real_dataset
         assert meta["training"]["train_cases"] == trained_on
     rows = list(csv.DictReader(open(out / "pred" / "scores.csv")))
     assert {r["case"] for r in rows} == {"ts_full", "ts_dicom"}
+
+
+def test_rules_go_to_the_evaluation_and_the_rest_to_training():
+    split = _script().split_rules
+    assert split(["--recipe", "r.yaml", "--rules", "flare23", "--epochs", "2"]) == (
+        ["--recipe", "r.yaml", "--epochs", "2"], ["--rules", "flare23"])
+    assert split(["--recipe", "r.yaml"]) == (["--recipe", "r.yaml"], [])
