@@ -25,6 +25,9 @@ from flareseg.inference.model import (
 
 #: Class scores at least this large in magnitude are out of contention (compared by argmax only).
 OUT_OF_CONTENTION = 1e3
+#: The share of voxels whose argmax must agree: near-ties (an untrained network's, a lesion score
+#: at its threshold) may flip within float32 error.
+MIN_ARGMAX_AGREEMENT = 0.995
 
 
 def export_onnx(model_dir: str | Path, opset: int = 17, rtol: float = 3e-3) -> list[Path]:
@@ -33,8 +36,8 @@ def export_onnx(model_dir: str | Path, opset: int = 17, rtol: float = 3e-3) -> l
 
     The check runs each network on a seeded random input and on the bundled sample CT as that
     stage's input (the whole scan, resized or resampled to the stage's spacing, HU-windowed); the max abs logit difference must be
-    at most ``rtol * max(1, max |PyTorch logit|)``, and the argmax must agree on 99.9 % of the
-    voxels. It is relative because onnxruntime's float32 error grows with the activations: on the
+    at most ``rtol * max(1, max |PyTorch logit|)`` (where both are in contention), and the argmax
+    must agree on :data:`MIN_ARGMAX_AGREEMENT` of the voxels. It is relative because onnxruntime's float32 error grows with the activations: on the
     bundled coarse stage it is 1e-4 on random input but 4.7e-3 on the sample CT, whose logits reach
     42 (PyTorch float32 is within 2e-5 of float64); a lesion ResUNet without ASPP at 1.6 mm
     reached 1.4e-3 of its largest logit, with the argmax the same everywhere.
@@ -88,11 +91,11 @@ def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float,
         expected, got = reference(x), session.run(None, {"image": x})[0]
         # scores pushed out of contention (a dual network's "no lesion", about -1e4) are compared
         # by their argmax only: their float32 step alone is 1e-3
-        kept = np.abs(expected) < OUT_OF_CONTENTION
+        kept = (np.abs(expected) < OUT_OF_CONTENTION) & (np.abs(got) < OUT_OF_CONTENTION)
         difference = float(np.abs(expected - got)[kept].max(initial=0.0))
         allowed = rtol * max(1.0, float(np.abs(expected)[kept].max(initial=0.0)))
         agree = float(np.mean(expected.argmax(1) == got.argmax(1)))
-        if not difference <= allowed or agree < 0.999:
+        if not difference <= allowed or agree < MIN_ARGMAX_AGREEMENT:
             tmp.unlink()
             raise RuntimeError(f"stage {stage.name}: onnxruntime differs from PyTorch by {difference:.2e} "
                                f"on {name} (allowed {allowed:.2e}), argmax agrees on {agree:.2%}")
