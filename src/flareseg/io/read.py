@@ -17,6 +17,8 @@ from flareseg.io.volume import Geometry, Volume
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 _DICOM_MODALITY_TAG = "0008|0060"
+_POSITION_TAG = "0020|0032"
+_ORIENTATION_TAG = "0020|0037"
 
 
 def has_image_suffix(path: str | os.PathLike) -> bool:
@@ -134,11 +136,59 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids), key=len)
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
-    image = _execute(reader.Execute, folder)
+    with _itk_warnings_hidden():  # a non-uniform series is reported below, in one line
+        image = _execute(reader.Execute, folder)
     modality = reader.GetMetaData(0, _DICOM_MODALITY_TAG).strip() if reader.HasMetaDataKey(0, _DICOM_MODALITY_TAG) else ""
     if modality and modality != "CT":
         raise InputError(f"{folder}: DICOM series of modality {modality}, not CT")
+    check_slice_positions(folder, [_slice_tags(reader, i) for i in range(len(files))])
     return image
+
+
+def _slice_tags(reader: sitk.ImageSeriesReader, index: int) -> tuple[str | None, str | None]:
+    def tag(key: str) -> str | None:
+        return reader.GetMetaData(index, key).strip() if reader.HasMetaDataKey(index, key) else None
+    return tag(_POSITION_TAG), tag(_ORIENTATION_TAG)
+
+
+def check_slice_positions(folder: Path, tags: list[tuple[str | None, str | None]]) -> None:
+    """Refuse a DICOM series that is not one uniform stack of slices: slices of different
+    orientations, two slices at one position (the same file twice, or two acquisitions stored as one
+    series), or a gap of more than 1.5 times the median slice distance (missing slices). Read as a
+    grid anyway, such a series would give a mask of the wrong spacing or order.
+
+    Args:
+        tags: ``(ImagePositionPatient, ImageOrientationPatient)`` of each slice, as in the files
+            (``"x\\y\\z"``), in the reader's order; series lacking them are not checked.
+
+    Raises:
+        InputError: Naming the problem and where it is.
+    """
+    if len(tags) < 2 or any(position is None or orientation is None for position, orientation in tags):
+        return
+    try:
+        positions = np.array([[float(v) for v in position.split("\\")] for position, _ in tags])
+        orientations = np.array([[float(v) for v in orientation.split("\\")] for _, orientation in tags])
+    except ValueError:
+        return
+    if positions.shape[1] != 3 or orientations.shape[1] != 6:
+        return
+    if np.abs(orientations - orientations[0]).max() > 1e-3:
+        raise InputError(f"{folder}: DICOM slices of different orientations in one series; "
+                         "give one series per folder")
+    normal = np.cross(orientations[0, :3], orientations[0, 3:])
+    distances = np.sort(positions @ normal)
+    steps = np.diff(distances)
+    median = float(np.median(steps))
+    duplicates = int(np.count_nonzero(steps < 1e-3 * max(median, 1e-3)))
+    if duplicates:
+        raise InputError(f"{folder}: {duplicates} DICOM slice(s) at the same position as another (the same slice "
+                         "twice, or two acquisitions in one series); keep one slice per position")
+    gaps = np.flatnonzero(steps > 1.5 * median)
+    if gaps.size:
+        at = int(gaps[0])
+        raise InputError(f"{folder}: missing DICOM slices: a gap of {steps[at]:.3g} mm after slice {at + 1} of "
+                         f"{len(steps) + 1} (the others are {median:.3g} mm apart)")
 
 
 def _check_dimensions(dimension: int, size, components: int, path: Path) -> None:
