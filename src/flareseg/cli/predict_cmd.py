@@ -37,6 +37,9 @@ def add_parsers(subparsers) -> None:
     predict.add_argument("--fine-boundaries", action="store_true",
                          help="draw organ boundaries from interpolated class scores at full resolution (slower)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors still print)")
+    predict.add_argument("--statistics", action="store_true",
+                         help="also write per-organ volume (mL), HU mean/std/percentiles, extent (LPS mm) and "
+                              "connected components: MASK.json beside one mask, statistics.csv for a folder")
     predict.set_defaults(run=run_predict)
 
     export = subparsers.add_parser(
@@ -75,12 +78,63 @@ def _predict(args: argparse.Namespace, options: PredictOptions) -> int:
             print(f"failed: {name}: {error}", file=sys.stderr)
         if not args.quiet:
             print(f"{len(report.done)} mask(s) written to {args.output}, {len(report.failed)} failed")
+        if args.statistics and report.done:
+            path = write_statistics_csv(args.input, args.output, list(report.done))
+            if not args.quiet:
+                print(f"wrote {path}")
         return 1 if report.failed else 0
     start = time.perf_counter()
     mask = predict(args.input, args.output, options=options)
     if not args.quiet:
         print(f"wrote {args.output} ({mask.geometry.describe()}) in {time.perf_counter() - start:.1f} s")
+    if args.statistics:
+        path = write_statistics_json(args.input, mask, args.output)
+        if not args.quiet:
+            print(f"wrote {path}")
     return 0
+
+
+def write_statistics_json(ct_path: Path, mask, output: Path) -> Path:
+    """``organ_statistics`` of one mask as JSON beside it (``MASK.json``), written atomically."""
+    import json
+    import os
+
+    from flareseg.inference.statistics import organ_statistics
+    from flareseg.io import read_ct, strip_image_suffix
+
+    path = output.with_name((strip_image_suffix(output.name) or output.stem) + ".json")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(organ_statistics(read_ct(ct_path), mask), indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_statistics_csv(input_dir: Path, output_dir: Path, done: list[str]) -> Path:
+    """``organ_statistics`` of every mask of a folder run as one CSV (a row per case and organ)."""
+    import csv
+    import os
+
+    from flareseg.inference.predict import output_name
+    from flareseg.inference.statistics import organ_statistics
+    from flareseg.io import read_ct, read_volume
+
+    rows = []
+    for name in done:
+        stats = organ_statistics(read_ct(input_dir / name), read_volume(output_dir / output_name(Path(name))))
+        for organ, entry in stats.items():
+            flat = {key: value for key, value in entry.items() if key != "bbox_lps_mm"}
+            low, high = entry["bbox_lps_mm"]
+            flat.update({f"bbox_{end}_{axis}_mm": value for end, corner in (("min", low), ("max", high))
+                         for axis, value in zip("lps", corner)})
+            rows.append({"case": output_name(Path(name)), "organ": organ, **flat})
+    path = output_dir / "statistics.csv"
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for row in rows for key in row)) or ["case"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
 
 
 def refuse_overwriting_input(input: Path, output: Path) -> None:
