@@ -15,7 +15,7 @@ from tqdm import tqdm
 from flareseg.datasets.layout import load_spec
 from flareseg.errors import FlaresegError, InputError
 from flareseg.evaluation.rules import ScoringRules
-from flareseg.evaluation.scoring import score_class, scored_label_maps
+from flareseg.evaluation.scoring import cast_labels, score_class, scored_label_maps
 from flareseg.io import Volume, has_image_suffix, read_volume, strip_image_suffix
 from flareseg.labels import LESION as MAX_FLARE_ID
 from flareseg.preprocessing.orientation import align_to
@@ -137,24 +137,23 @@ def evaluate_folders(
                 gt = Volume(np.where(np.isin(gt.array, list(spec.mapping.merged)), 0, gt.array).astype(np.uint8),
                             gt.geometry)
         else:
-            check_flare_values(gt.array, gt_files[case_id], "ground truth (give --dataset if it numbers classes "
-                               "its own way)")
-        check_flare_values(pred.array, pred_files[case_id], "prediction")
+            check_flare_values(cast_labels(gt.array, rules.cast_gt), gt_files[case_id])
         scores.extend(score_case(gt, pred, case_id, rules, annotated, threads))
     return scores
 
 
-def check_flare_values(array: np.ndarray, path: Path, what: str) -> None:
-    """Refuse a label map that is not FLARE ids (0..14): a CT, or another numbering, would be
-    scored as if it were one.
+def check_flare_values(gt: np.ndarray, path: Path) -> None:
+    """Refuse a ground truth that is not FLARE ids (0..14) as the rule set's script reads it (after
+    its cast): a CT, or another numbering, would be scored as if it were one. Predictions are
+    scored whatever they hold, as the official scripts score them.
 
     Raises:
-        InputError: Values outside 0..14, or non-integer values.
+        InputError: Values outside 0..14.
     """
-    low, high = array.min(initial=0), array.max(initial=0)
-    if low < 0 or high > MAX_FLARE_ID or (array.dtype.kind == "f" and not np.array_equal(array, np.rint(array))):
+    low, high = gt.min(initial=0), gt.max(initial=0)
+    if low < 0 or high > MAX_FLARE_ID:
         raise InputError(f"{path}: not a FLARE label map: values {low:g}..{high:g} (FLARE ids are 0..{MAX_FLARE_ID}); "
-                         f"{what}")
+                         "give --dataset if the ground truth numbers its classes its own way")
 
 
 def unmerged_classes(gt, annotated, merged: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
