@@ -18,26 +18,25 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    if not 0 < _number(text) < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    return float(text)
 
 
 def fraction(text: str) -> float:
     """A number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
+    if not 0 <= _number(text) < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+    return float(text)
 
 
 def device(text: str) -> str:

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from flareseg.preprocessing.crop import pad_for_network
+from flareseg.preprocessing.crop import network_shape, pad_for_network
 from flareseg.preprocessing.intensity import IntensityMap
 from flareseg.preprocessing.resample import resize
 from flareseg.preprocessing.stage_grid import RESIZED, stage_shape
@@ -59,7 +59,7 @@ def infer(runner: Runner, image: np.ndarray, sampler: str, multiple: int, pad_va
 def _slices(runner: Runner, image: np.ndarray, multiple: int, pad_value: float, labels: bool) -> np.ndarray:
     out = None
     height, width = image.shape[1:]
-    padded_shape = pad_for_network(np.empty((height, width), bool), multiple, False)[0].shape
+    padded_shape = network_shape((height, width), multiple)
     pad = [(0, 0), (0, 0), (0, padded_shape[0] - height), (0, padded_shape[1] - width)]
     step = max(1, SLICE_BATCH_VOXELS // (padded_shape[0] * padded_shape[1]))
     for start in range(0, image.shape[0], step):

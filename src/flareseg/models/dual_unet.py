@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flareseg.models.unet import (_CONV, _check_input, _check_settings, _decoder_block, _encoder, _init_he,
-                                  _upsample, _widths)
+from flareseg.models.unet import (_CONV, _check_input, _check_settings, _decoder_block, _encode, _encoder,
+                                  _init_he, _upsample, _widths)
 
 #: Margin that puts a "no lesion" score below every organ log-probability (>= -log(#organ channels)).
 _LESION_MARGIN = 1e4
@@ -133,11 +133,7 @@ class DualDecoderUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         _check_input(x, self.size_multiple)
-        skips = []
-        for stage in self.encoder[:-1]:
-            x = stage(x)
-            skips.append(x)
-        x = self.encoder[-1](x)
+        x, skips = _encode(self.encoder, x)
         for stage in self.decoder:
             x = stage(x, skips.pop(), self.skip)
         branch_skips = skips[::-1]  # the remaining split_levels, coarsest first

@@ -72,6 +72,15 @@ def _encoder(in_channels: int, widths: list[int], spatial_dims: int, norm: str) 
         for i in range(len(widths)))
 
 
+def _encode(encoder: nn.ModuleList, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run the encoder: the bottleneck's features and each higher stage's (skips, full resolution first)."""
+    skips = []
+    for stage in encoder[:-1]:
+        x = stage(x)
+        skips.append(x)
+    return encoder[-1](x), skips
+
+
 def _check_input(x: torch.Tensor, size_multiple: int) -> None:
     """Raise ``ValueError`` unless every spatial size is a multiple of ``size_multiple`` (not when tracing)."""
     if not torch.jit.is_tracing() and any(s % size_multiple for s in x.shape[2:]):
@@ -126,11 +135,7 @@ class PlainUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         _check_input(x, self.size_multiple)
-        skips = []
-        for stage in self.encoder[:-1]:
-            x = stage(x)
-            skips.append(x)
-        x = self.encoder[-1](x)
+        x, skips = _encode(self.encoder, x)
         supervised = self.training and self.deep_supervision
         outputs = []
         for level, (up, decode, head) in enumerate(zip(self.up, self.decoder, self.heads)):

@@ -68,6 +68,11 @@ def paste(target: np.ndarray, box: Box, patch: np.ndarray, where: np.ndarray | N
         region[where] = patch[where]
 
 
+def padded_shape(shape, multiple: int, minimum: int = 0) -> tuple[int, ...]:
+    """Each size rounded up to a multiple of ``multiple`` that is at least ``minimum``."""
+    return tuple(-(-max(n, minimum) // multiple) * multiple for n in shape)
+
+
 def pad_to_multiple(array: np.ndarray, multiple: int, value: float, minimum: int = 0) -> tuple[np.ndarray, Box]:
     """``array`` padded with ``value`` at the end of each axis to a multiple of ``multiple``
     that is at least ``minimum`` voxels.
@@ -75,11 +80,16 @@ def pad_to_multiple(array: np.ndarray, multiple: int, value: float, minimum: int
     Returns:
         The padded array and the box of ``array`` inside it (``crop`` with it undoes the padding).
     """
-    pad = [(0, -(-max(n, minimum) // multiple) * multiple - n) for n in array.shape]
+    pad = [(0, m - n) for n, m in zip(array.shape, padded_shape(array.shape, multiple, minimum))]
     box = Box((0,) * array.ndim, tuple(array.shape))  # type: ignore[arg-type]
     if not any(after for _, after in pad):
         return array, box
     return np.pad(array, pad, constant_values=value), box
+
+
+def network_shape(shape, multiple: int) -> tuple[int, ...]:
+    """The shape :func:`pad_for_network` pads ``shape`` to."""
+    return padded_shape(shape, multiple, 2 * multiple)
 
 
 def pad_for_network(array: np.ndarray, multiple: int, value: float) -> tuple[np.ndarray, Box]:
