@@ -9,5 +9,9 @@ class InputError(FlaresegError, ValueError):
     """An input file or folder is missing, unreadable or not a 3D CT."""
 
 
+class FlaresegWarning(UserWarning):
+    """Something the user should know that did not stop the work; the CLI prints it on one line."""
+
+
 class GeometryError(FlaresegError, ValueError):
     """Two images do not share a voxel grid and cannot be aligned without interpolation."""

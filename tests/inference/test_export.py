@@ -14,7 +14,16 @@ import yaml
 from flareseg.cli.main import main
 from flareseg.errors import InputError
 from flareseg.inference.export import export_onnx, network_sample
-from flareseg.inference.model import ONNX_JSON, StaleOnnxWarning, load_model, onnx_mismatches, weights_path
+from flareseg.inference.model import (
+    MODEL_JSON,
+    ONNX_JSON,
+    WEIGHTS_SHA256,
+    StaleOnnxWarning,
+    file_sha256,
+    load_model,
+    onnx_mismatches,
+    weights_path,
+)
 from flareseg.io import read_ct
 from flareseg.labels import nnunet_labels
 from flareseg.preprocessing.orientation import to_canonical
@@ -25,10 +34,14 @@ from flareseg.training.train import save_weights, train_model
 
 
 def _retrain(model_dir, stage):
-    """Overwrite ``<stage>.pt`` with other weights, as retraining the stage in place does."""
+    """Overwrite ``<stage>.pt`` with other weights and record them in ``model.json``, as retraining the
+    stage in place does."""
     path = weights_path(model_dir, stage)
     state = torch.load(path, weights_only=True)
     save_weights({k: -v.float() if v.is_floating_point() else v for k, v in state.items()}, path)
+    meta = json.loads((model_dir / MODEL_JSON).read_text())
+    meta[WEIGHTS_SHA256][stage] = file_sha256(path)
+    (model_dir / MODEL_JSON).write_text(json.dumps(meta))
 
 
 def _predict_cli(model_dir, ct, out, *extra):

@@ -68,7 +68,7 @@ def test_a_broken_record_is_an_input_error(tmp_path):
     ("model.json", lambda b: b"[1, 2]", "model format None"),
     ("recipe.yaml", lambda b: b"name: [unclosed", "unreadable recipe"),
     ("recipe.yaml", lambda b: b"- a list", "YAML mapping"),
-    ("coarse.pt", lambda b: b[: len(b) // 2], "unreadable weights for stage 'coarse'"),
+    ("coarse.pt", lambda b: b[: len(b) // 2], "coarse.pt: weights differ from those model.json records (sha256)"),
     ("coarse.onnx", lambda b: b[: len(b) // 2], "unreadable ONNX network"),
 ])
 def test_a_broken_model_file_is_a_one_line_error_naming_it(tiny_model_copy, tmp_path, data_dir, name, damage, message,

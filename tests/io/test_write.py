@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import resource
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -97,3 +103,102 @@ def test_unsupported_output_type_is_an_input_error(data_dir, tmp_path):
     ct = read_ct(data_dir / "ts_example" / "example_ct_sm.nii.gz")
     with pytest.raises(InputError, match="cannot write"):
         write_volume(ct, tmp_path / "mask.png")
+
+
+# A full disk, for real: the writing process gets a file-size limit, so writes past it fail with
+# EFBIG as they would with ENOSPC (ITK's NIfTI writer then only prints "NWAD" and returns).
+FULL_DISK_LIMIT = 100_000  # bytes: the header fits, the voxels do not
+CT_VOXEL_BYTES = 122 * 101 * 112 * 4  # ts_example/example_ct.nii.gz, int32
+
+_FULL_DISK_SCRIPT = """
+import sys
+from flareseg.errors import InputError
+from flareseg.io import read_volume, write_volume
+volume = read_volume(sys.argv[1])
+for out in sys.argv[2:]:
+    try:
+        write_volume(volume, out)
+        print("written", out)
+    except InputError as error:
+        print(error)
+"""
+
+
+def _with_file_size_limit(limit):
+    def limit_writes():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_writes
+
+
+def _bytes_written(message, target):
+    """N of a one-line ``TARGET: cannot write (disk full? wrote only N of M bytes)``, M the CT's voxel bytes."""
+    found = re.fullmatch(rf"{re.escape(str(target))}: cannot write \(disk full\? wrote only (\d+) of "
+                         rf"{CT_VOXEL_BYTES} bytes\)", message)
+    assert found, message
+    return int(found.group(1))
+
+
+def _run_limited(args, limit=FULL_DISK_LIMIT):
+    return subprocess.run([sys.executable, *args], preexec_fn=_with_file_size_limit(limit), capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha"])
+def test_convert_on_a_full_disk_fails_in_one_line_and_leaves_nothing(data_dir, tmp_path, suffix, existing):
+    target = tmp_path / f"out{suffix}"
+    if existing:
+        target.write_bytes(b"previous result")
+    done = _run_limited(["-m", "flareseg", "convert", "-i", str(data_dir / "ts_example" / "example_ct.nii.gz"),
+                         "-o", str(target)])
+    assert done.returncode == 1, done.stderr
+    ours = [line for line in done.stderr.splitlines() if line.startswith("flareseg")]  # ITK may print its own line
+    assert len(ours) == 1 and ours[0].startswith("flareseg: error: ")
+    assert _bytes_written(ours[0].removeprefix("flareseg: error: "), target) < CT_VOXEL_BYTES
+    assert "Traceback" not in done.stderr and "wrote" not in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([target.name] if existing else [])
+    if existing:
+        assert target.read_bytes() == b"previous result"
+
+
+@pytest.mark.parametrize("limit", [0, FULL_DISK_LIMIT])
+def test_write_volume_on_a_full_disk_raises_and_keeps_the_previous_file(data_dir, tmp_path, limit):
+    targets = [tmp_path / f"out{suffix}" for suffix in (".nii.gz", ".nii", ".nrrd", ".mha")]
+    targets[0].write_bytes(b"previous result")
+    done = _run_limited(["-c", _FULL_DISK_SCRIPT, str(data_dir / "ts_example" / "example_ct.nii.gz"),
+                         *map(str, targets)], limit)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(targets)
+    written = [_bytes_written(line, target) for line, target in zip(lines, targets)]
+    assert all(n < CT_VOXEL_BYTES for n in written) and (limit or written == [0] * 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nii.gz"]
+    assert targets[0].read_bytes() == b"previous result"
+
+
+def test_the_same_writes_succeed_without_the_limit(data_dir, tmp_path):
+    """The full-disk tests fail because of the limit, not because the subprocess cannot write."""
+    target = tmp_path / "out.nii.gz"
+    done = _run_limited(["-c", _FULL_DISK_SCRIPT, str(data_dir / "ts_example" / "example_ct.nii.gz"), str(target)],
+                        limit=100_000_000)
+    assert done.stdout.strip() == f"written {target}", done.stderr
+    source = read_volume(data_dir / "ts_example" / "example_ct.nii.gz")
+    np.testing.assert_array_equal(read_volume(target).array, source.array)
+
+
+def test_a_written_file_is_checked_against_the_volume(data_dir, tmp_path, monkeypatch):
+    """A writer that returns without error but writes another grid is caught."""
+    ct = read_ct(data_dir / "ts_example" / "example_ct_sm.nii.gz")
+    real_write = sitk.WriteImage
+
+    def shifted(image, path, useCompression=False):
+        image = sitk.Image(image)
+        image.SetOrigin(tuple(v + 1.0 for v in image.GetOrigin()))
+        real_write(image, path, useCompression)
+
+    monkeypatch.setattr(sitk, "WriteImage", shifted)
+    with pytest.raises(InputError, match="its header reads back as"):
+        write_volume(ct, tmp_path / "ct.nrrd")
+    assert not list(tmp_path.iterdir())

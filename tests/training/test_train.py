@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from flareseg.inference.model import load_model, weights_path
+from flareseg.inference.model import file_sha256, load_model, weights_path
 from flareseg.inference.predict import PredictOptions, predict
 from flareseg.io import read_volume
 from flareseg.recipes import load_recipe
@@ -32,6 +32,8 @@ def test_training_lowers_the_loss_and_the_model_predicts_a_real_scan(real_datase
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["training"]["train_cases"] == ["ts_aorta", "ts_dicom", "ts_full"]  # the unlabelled case is skipped
     assert set(meta["training"]["stages"]) == {"coarse", "abdominal_large", "small"}
+    assert meta["weights_sha256"] == {stage: file_sha256(weights_path(model_dir, stage)) for stage in meta["stages"]}
+    assert not [p.name for p in model_dir.rglob(".*")]  # no temporary left behind
 
     ct_path = data_dir / "ts_example" / "example_ct_dicom"  # a DICOM folder, LPS, 512x512
     mask = predict(ct_path, tmp_path / "mask.nii.gz", load_model(model_dir, backend="torch"))
@@ -114,9 +116,14 @@ def test_resume_after_a_killed_run_matches_an_uninterrupted_run(real_dataset, ti
 def test_a_stage_without_annotated_cases_is_a_clear_error(real_dataset, tiny_recipe_file, tmp_path):
     from flareseg.errors import InputError
 
+    from flareseg.io import write_labelmap
+
+    for case in ("ts_full", "ts_dicom"):  # only aortas anywhere (a label keeping other organs fails dataset check)
+        label = read_volume(real_dataset / "labelsTr" / f"{case}.nii.gz")
+        write_labelmap((label.array == 5) * 5, label.geometry, real_dataset / "labelsTr" / f"{case}.nii.gz")
     spec_path = real_dataset / "dataset.json"
     spec = json.loads(spec_path.read_text())
-    spec["annotated_classes"] = {"ts_full": [5], "ts_dicom": [5], "ts_aorta": [5]}  # only aortas anywhere
+    spec["annotated_classes"] = {"ts_full": [5], "ts_dicom": [5], "ts_aorta": [5]}
     spec_path.write_text(json.dumps(spec))
     recipe = load_recipe(tiny_recipe_file(epochs=1, iterations_per_epoch=1))
     with pytest.raises(InputError, match="'abdominal_large': no training case annotates"):

@@ -17,7 +17,7 @@ from flareseg.datasets.layout import (
     label_path,
     load_spec,
 )
-from flareseg.errors import FlaresegError
+from flareseg.errors import FlaresegError, InputError
 from flareseg.io import Geometry, read_geometry, read_volume
 from flareseg.labels import label_name
 from flareseg.preprocessing.orientation import align_to
@@ -91,6 +91,22 @@ def check_dataset(root: str | Path, progress: bool = True) -> DatasetReport:
         _check_case(spec, case_id, case_id in labels, report)
     if spec.num_training not in (-1, len(images)):
         report.add("-", WARNING, f"numTraining is {spec.num_training} but imagesTr holds {len(images)} cases")
+    return report
+
+
+def require_clean_dataset(root: str | Path, progress: bool = True) -> DatasetReport:
+    """:func:`check_dataset`, refusing a dataset in which it finds an error (warnings pass).
+
+    Raises:
+        InputError: One line with the error count and the first error, e.g.
+            ``DIR: dataset has 3 error(s); first: case: ...; run `flareseg dataset check DIR` for all``.
+    """
+    report = check_dataset(root, progress=progress)
+    errors = report.errors
+    if errors:
+        first = errors[0].message if errors[0].case_id == "-" else f"{errors[0].case_id}: {errors[0].message}"
+        raise InputError(f"{root}: dataset has {len(errors)} error(s); first: {first}; "
+                         f"run `flareseg dataset check {root}` for all")
     return report
 
 

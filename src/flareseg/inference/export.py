@@ -4,23 +4,23 @@ each ONNX file came from (``onnx.json``), so prediction can refuse one that no l
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from flareseg.errors import InputError
-
 from flareseg.inference.model import (
     ONNX_JSON,
     file_sha256,
     onnx_path,
     read_onnx_record,
     read_recipe,
+    stage_network,
     torch_runner,
     weights_path,
 )
+from flareseg.io.atomic import atomic_path, atomic_write_text
 
 
 #: Class scores at least this large in magnitude are out of contention (compared by argmax only).
@@ -63,13 +63,7 @@ def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float,
     import onnxruntime as ort
     import torch
 
-    from flareseg.models.registry import build_network
-
-    network = recipe.stage_network(stage)
-    net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
-    state = torch.load(weights_path(model_dir, stage.name), map_location="cpu", weights_only=True)
-    net.load_state_dict({k: v.float() for k, v in state.items()})
-    net.eval()
+    net = stage_network(model_dir, recipe, stage)
     random = np.random.default_rng(0).random((1, 1, *stage.size_zyx), dtype=np.float32)
     hu, spacing = sample_hu
     sample = network_sample(hu, spacing, recipe, stage)
@@ -80,26 +74,24 @@ def export_stage(model_dir: Path, recipe, stage, opset: int, rtol: float,
         dynamic = {name: {2: "depth", 3: "height", 4: "width"} for name in ("image", "logits")}
     inputs = {"random input": random, "the sample CT": sample}
     path = onnx_path(model_dir, stage.name)
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():  # tracer chatter about shape checks that are constant here
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.from_numpy(random),), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=["image"], output_names=["logits"], dynamic_axes=dynamic)
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     reference = torch_runner(model_dir, recipe, stage, "cpu", None)
-    for name, x in inputs.items():
-        expected, got = reference(x), session.run(None, {"image": x})[0]
-        # scores pushed out of contention (a dual network's "no lesion", about -1e4) are compared
-        # by their argmax only: their float32 step alone is 1e-3
-        kept = (np.abs(expected) < OUT_OF_CONTENTION) & (np.abs(got) < OUT_OF_CONTENTION)
-        difference = float(np.abs(expected - got)[kept].max(initial=0.0))
-        allowed = rtol * max(1.0, float(np.abs(expected)[kept].max(initial=0.0)))
-        agree = float(np.mean(expected.argmax(1) == got.argmax(1)))
-        if not difference <= allowed or agree < MIN_ARGMAX_AGREEMENT:
-            tmp.unlink()
-            raise RuntimeError(f"stage {stage.name}: onnxruntime differs from PyTorch by {difference:.2e} "
-                               f"on {name} (allowed {allowed:.2e}), argmax agrees on {agree:.2%}")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a network that disagrees never replaces the file
+        with warnings.catch_warnings():  # tracer chatter about shape checks that are constant here
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.from_numpy(random),), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["image"], output_names=["logits"], dynamic_axes=dynamic)
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        for name, x in inputs.items():
+            expected, got = reference(x), session.run(None, {"image": x})[0]
+            # scores pushed out of contention (a dual network's "no lesion", about -1e4) are compared
+            # by their argmax only: their float32 step alone is 1e-3
+            kept = (np.abs(expected) < OUT_OF_CONTENTION) & (np.abs(got) < OUT_OF_CONTENTION)
+            difference = float(np.abs(expected - got)[kept].max(initial=0.0))
+            allowed = rtol * max(1.0, float(np.abs(expected)[kept].max(initial=0.0)))
+            agree = float(np.mean(expected.argmax(1) == got.argmax(1)))
+            if not difference <= allowed or agree < MIN_ARGMAX_AGREEMENT:
+                raise RuntimeError(f"stage {stage.name}: onnxruntime differs from PyTorch by {difference:.2e} "
+                                   f"on {name} (allowed {allowed:.2e}), argmax agrees on {agree:.2%}")
     record_export(model_dir, stage.name)
     return path
 
@@ -136,10 +128,7 @@ def record_export(model_dir: str | Path, stage: str) -> None:
         stages = {}
     stages[stage] = {"weights_sha256": file_sha256(weights_path(model_dir, stage)),
                      "onnx_sha256": file_sha256(onnx_path(model_dir, stage))}
-    path = model_dir / ONNX_JSON
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"stages": stages}, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(model_dir / ONNX_JSON, json.dumps({"stages": stages}, indent=1) + "\n")
 
 
 def _sample_ct_hu() -> tuple[np.ndarray, tuple[float, float, float]]:

@@ -2,7 +2,7 @@
 
 A model directory is self-contained::
 
-    model.json          format version, class names, stages, training summary
+    model.json          format version, class names, stages, sha256 of each <stage>.pt, training summary
     recipe.yaml         the resolved recipe (preprocessing, network, stages, training)
     <stage>.pt          weights per stage (float16 state dict)
     <stage>.onnx        optional, written by ``flareseg export-onnx``
@@ -10,7 +10,9 @@ A model directory is self-contained::
     training/           logs, curves and checkpoints (not needed to predict)
 
 An ONNX file runs only while ``onnx.json`` says it is the export of the ``.pt`` file beside it, so
-a stage retrained in place cannot silently run its old network.
+a stage retrained in place cannot silently run its old network. Weights run only while their
+sha256 is the one ``model.json`` records (directories from before it recorded them load unchecked),
+and only when every tensor fits the network the recipe describes.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from flareseg.errors import InputError
+from flareseg.errors import FlaresegWarning, InputError
 from flareseg.recipes import Recipe, recipe_from_dict
 
 MODEL_JSON = "model.json"
 RECIPE_YAML = "recipe.yaml"
 ONNX_JSON = "onnx.json"
+#: The ``model.json`` key of ``{stage: sha256 of <stage>.pt}``.
+WEIGHTS_SHA256 = "weights_sha256"
 FORMAT_VERSION = 1
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -45,13 +49,18 @@ def onnx_path(model_dir: Path, stage: str) -> Path:
     return Path(model_dir) / f"{stage}.onnx"
 
 
-class StaleOnnxWarning(UserWarning):
+class StaleOnnxWarning(FlaresegWarning):
     """``backend="auto"`` found ONNX files that do not match the weights and runs PyTorch instead."""
 
 
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def weight_hashes(model_dir: Path, stages: list[str]) -> dict[str, str]:
+    """``{stage: sha256 of <stage>.pt}``, as ``model.json`` records them under :data:`WEIGHTS_SHA256`."""
+    return {stage: file_sha256(weights_path(model_dir, stage)) for stage in stages}
 
 
 def read_onnx_record(model_dir: Path) -> dict[str, dict[str, str]]:
@@ -82,7 +91,9 @@ def onnx_mismatch(model_dir: Path, stage: str, record: dict[str, dict[str, str]]
         return f"{onnx_file.name} is missing"
     if not isinstance(entry, dict):
         return f"{onnx_file.name} has no record of the weights it was exported from"
-    if not weights_file.is_file() or file_sha256(weights_file) != entry.get("weights_sha256"):
+    if not weights_file.is_file():
+        return f"{weights_file.name} is missing"
+    if file_sha256(weights_file) != entry.get("weights_sha256"):
         return f"{onnx_file.name} was exported from other weights than {weights_file.name}"
     if file_sha256(onnx_file) != entry.get("onnx_sha256"):
         return f"{onnx_file.name} changed after it was exported"
@@ -115,11 +126,12 @@ class LoadedModel:
     backend: str
 
 
-def read_recipe(model_dir: Path) -> Recipe:
-    """The resolved recipe stored in a model directory.
+def read_meta(model_dir: Path) -> dict:
+    """The ``model.json`` of a model directory.
 
     Raises:
-        InputError: Not a model directory, or an unsupported format version.
+        InputError: Not a model directory, an unreadable ``model.json``, an unsupported format
+            version, or recorded weight hashes that are not ``{stage: hex}``.
     """
     model_dir = Path(model_dir)
     meta_path, recipe_path = model_dir / MODEL_JSON, model_dir / RECIPE_YAML
@@ -132,6 +144,21 @@ def read_recipe(model_dir: Path) -> Recipe:
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         found = meta.get("format_version") if isinstance(meta, dict) else None
         raise InputError(f"{model_dir}: model format {found} is not {FORMAT_VERSION}")
+    hashes = meta.get(WEIGHTS_SHA256, {})
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
+        raise InputError(f"{meta_path}: {WEIGHTS_SHA256} must map stage names to sha256 hex digests")
+    return meta
+
+
+def read_recipe(model_dir: Path) -> Recipe:
+    """The resolved recipe stored in a model directory (its ``model.json`` checked by :func:`read_meta`).
+
+    Raises:
+        InputError: Not a model directory, an unsupported format version, or an unreadable recipe.
+    """
+    model_dir = Path(model_dir)
+    read_meta(model_dir)
+    recipe_path = model_dir / RECIPE_YAML
     try:
         data = yaml.safe_load(recipe_path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
@@ -153,7 +180,9 @@ def load_model(model_dir: str | Path, backend: str = "auto", device: str = "cpu"
         threads: CPU threads for the network (default: the library's own choice).
 
     Raises:
-        InputError: ``backend="onnx"`` and an ONNX file is missing, or not recorded in
+        InputError: A file of the directory is missing or unreadable (naming it); a stage's
+            weights differ from the sha256 ``model.json`` records or do not fit its network
+            (:func:`stage_network`); or ``backend="onnx"`` and an ONNX file is not recorded in
             ``onnx.json`` as the export of its stage's current ``.pt`` file.
 
     Warns:
@@ -214,25 +243,60 @@ def torch_runner(model_dir: Path, recipe: Recipe, stage, device: str, threads: i
     """A stage's network built from the registry with its ``<stage>.pt`` weights, in PyTorch."""
     import torch
 
-    from flareseg.models.registry import build_network
-
-    path = weights_path(model_dir, stage.name)
-    if not path.is_file():
-        raise InputError(f"{path}: missing weights for stage {stage.name!r}")
     if threads:
         torch.set_num_threads(threads)
-    network = recipe.stage_network(stage)
-    net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict({k: v.float() for k, v in state.items()})
-    except Exception as error:  # a truncated or foreign file: torch raises many kinds
-        raise InputError(f"{path}: unreadable weights for stage {stage.name!r} "
-                         f"({str(error).splitlines()[0][:200]})") from None
-    net.to(device).eval()
+    net = stage_network(model_dir, recipe, stage).to(device)
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return net(torch.from_numpy(x).to(device)).float().cpu().numpy()
 
     return run
+
+
+def stage_network(model_dir: Path, recipe: Recipe, stage):
+    """A stage's network built from the registry with its ``<stage>.pt`` weights (float32, CPU, eval mode).
+
+    Raises:
+        InputError: The weights are missing, differ from the sha256 ``model.json`` records, cannot
+            be read, or do not fit the network (naming the first parameter that does not).
+    """
+    import torch
+
+    from flareseg.models.registry import build_network
+
+    path = weights_path(model_dir, stage.name)
+    if not path.is_file():
+        raise InputError(f"{path}: missing weights for stage {stage.name!r}")
+    recorded = read_meta(model_dir).get(WEIGHTS_SHA256, {}).get(stage.name)
+    if recorded is not None and file_sha256(path) != recorded:
+        raise InputError(f"{path}: weights differ from those {MODEL_JSON} records (sha256): damaged or replaced")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise TypeError("not a state dict of tensors")
+    except Exception as error:  # a truncated or foreign file: torch raises many kinds
+        raise InputError(f"{path}: unreadable weights for stage {stage.name!r} "
+                         f"({str(error).strip().splitlines()[0][:200]})") from None
+    network = recipe.stage_network(stage)
+    net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
+    misfit = state_misfit(state, net.state_dict())
+    if misfit:
+        raise InputError(f"{path}: weights do not fit the recipe's {network.name} for stage {stage.name!r} ({misfit})")
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    return net.eval()
+
+
+def state_misfit(state: dict, expected: dict) -> str | None:
+    """The first way a state dict does not fit a network's (``net.state_dict()``), or None."""
+    for name, tensor in expected.items():
+        if name not in state:
+            return f"no tensor {name!r}"
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            return f"{name!r} is {_shape(state[name].shape)}, the network needs {_shape(tensor.shape)}"
+    extra = [name for name in state if name not in expected]
+    return f"unexpected tensor {extra[0]!r}" if extra else None
+
+
+def _shape(shape) -> str:
+    return "x".join(map(str, shape)) or "a scalar"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from flareseg.errors import InputError
+from flareseg.io.atomic import atomic_path
+from flareseg.io.integrity import stored_voxel_bytes
+from flareseg.io.read import read_geometry
 from flareseg.io.volume import Geometry, Volume
 
 #: Single-file formats flareseg writes (lower case).
@@ -19,14 +21,17 @@ WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     """Write a volume; the file appears complete or not at all.
 
-    The image is written to a hidden temporary file beside ``path`` and renamed into
-    place, so an interrupted or failed write never leaves a half-written output.
+    The image is written to a hidden temporary file beside ``path``, checked (it holds every
+    voxel byte, its compressed data is intact, its header reads back as ``volume``'s grid: ITK's
+    NIfTI writer only prints a full disk on stderr), flushed to disk and renamed into place, so
+    an interrupted or failed write never leaves a half-written output nor touches an existing one.
 
     Returns:
         The written path.
 
     Raises:
-        InputError: ``path`` has no supported ending, or it or its folder cannot be written.
+        InputError: ``path`` has no supported ending, or it or its folder cannot be written
+            (a full disk included).
     """
     path = Path(path)
     suffix = write_suffix(path)
@@ -39,17 +44,15 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"{path.parent}: cannot create output folder ({error.strerror})") from None
-    temporary = path.with_name(f".{path.name[: -len(suffix)]}.{uuid.uuid4().hex[:8]}.partial{suffix}")
-    try:
-        sitk.WriteImage(image, str(temporary), useCompression=suffix != ".nii")
-        os.replace(temporary, path)
-    except RuntimeError as error:
-        temporary.unlink(missing_ok=True)
-        reason = str(error).strip().splitlines()[-1][:160] if str(error).strip() else "write failed"
-        raise InputError(f"{path}: cannot write ({reason})") from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix) as temporary:
+        try:
+            sitk.WriteImage(image, str(temporary), useCompression=suffix != ".nii")
+        except RuntimeError as error:
+            reason = (temporary.is_file() and _written_problem(temporary, image)) or _last_line(error)
+            raise InputError(f"{path}: cannot write ({reason})") from None
+        problem = _written_problem(temporary, image, geometry)
+        if problem:
+            raise InputError(f"{path}: cannot write ({problem})")
     return path
 
 
@@ -73,3 +76,33 @@ def write_suffix(path: Path) -> str:
         if name.endswith(suffix) and len(name) > len(suffix):
             return suffix
     raise InputError(f"{path}: cannot write this file type (use one of {', '.join(WRITE_SUFFIXES)})")
+
+
+def _written_problem(written: Path, image: sitk.Image, geometry: Geometry | None = None) -> str | None:
+    """Why ``written`` is not ``image`` as written, or None: voxel bytes missing (a full disk); and
+    with ``geometry``, damaged compressed data, extra bytes, or a header read back as another grid."""
+    if not written.is_file():
+        return "no file was written"
+    expected = image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * image.GetSizeOfPixelComponent()
+    stored, intact = stored_voxel_bytes(written)
+    if stored < expected:
+        return f"disk full? wrote only {stored} of {expected} bytes"
+    if geometry is None:
+        return None
+    if not intact:
+        return "its compressed data is damaged"
+    if stored != expected:
+        return f"it holds {stored} bytes of voxels, not {expected}"
+    try:
+        header = read_geometry(written)
+    except InputError:
+        return "its header cannot be read back"
+    if not header.matches(geometry):
+        return f"its header reads back as {header.describe()}, not {geometry.describe()}"
+    return None
+
+
+def _last_line(error: Exception) -> str:
+    """The last line of an ITK error (its cause), shortened."""
+    text = str(error).strip()
+    return text.splitlines()[-1][:160] if text else "write failed"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from flareseg.errors import InputError
 from flareseg.labels import label_name
 from flareseg.inference.inferers import infer
+from flareseg.io.atomic import atomic_path
 from flareseg.models.registry import build_network
 from flareseg.preprocessing.intensity import intensity_map
 from flareseg.recipes import PhaseConfig, Recipe, StageConfig, TrainConfig
@@ -143,10 +143,21 @@ def _autocast(device: str):
     return torch.autocast("cpu", enabled=False)  # fp32 on CPU: bf16 is far slower there
 
 
+def save_torch(obj, path: Path) -> None:
+    """``torch.save`` atomically (:func:`flareseg.io.atomic.atomic_path`).
+
+    Raises:
+        InputError: The file cannot be written (a full disk: torch reports it as a RuntimeError).
+    """
+    with atomic_path(path) as temporary:
+        try:
+            torch.save(obj, temporary)
+        except RuntimeError as error:
+            raise InputError(f"{path}: cannot write (disk full? {str(error).strip().splitlines()[0][:160]})") from None
+
+
 def _save_checkpoint(state: dict, folder: Path) -> None:
-    tmp = folder / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, folder / CHECKPOINT)
+    save_torch(state, folder / CHECKPOINT)
 
 
 def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe, seed, options: RunOptions,

@@ -25,6 +25,7 @@ import numpy as np
 from flareseg.datasets.layout import Case
 from flareseg.errors import InputError
 from flareseg.io import read_ct, read_volume
+from flareseg.io.atomic import atomic_path
 from flareseg.preprocessing.crop import crop
 from flareseg.preprocessing.intensity import intensity_map
 from flareseg.preprocessing.orientation import align_to, to_canonical
@@ -193,12 +194,11 @@ def load_samples(cases: list[Case], folder: Path) -> list[Sample]:
 
 
 def _save(path: Path, samples: list[Sample], signature: str) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
     arrays = {}
     for i, s in enumerate(samples):
         arrays.update({f"image{i}": s.image, f"label{i}": s.label, f"annotated{i}": s.annotated, f"sets{i}": s.sets})
-    np.savez(tmp, count=len(samples), signature=signature, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as temporary:  # keeps ".npz", which np.savez would otherwise add
+        np.savez(temporary, count=len(samples), signature=signature, **arrays)
 
 
 def _signature(path: Path) -> str | None:

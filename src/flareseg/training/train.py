@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -15,13 +14,22 @@ import torch
 import yaml
 
 from flareseg import __version__
-from flareseg.datasets.layout import Case, list_cases, load_spec, matches_pattern
+from flareseg.datasets.check import require_clean_dataset
+from flareseg.datasets.layout import Case, list_cases, matches_pattern
 from flareseg.errors import InputError
-from flareseg.inference.model import FORMAT_VERSION, MODEL_JSON, RECIPE_YAML, weights_path
+from flareseg.inference.model import (
+    FORMAT_VERSION,
+    MODEL_JSON,
+    RECIPE_YAML,
+    WEIGHTS_SHA256,
+    weight_hashes,
+    weights_path,
+)
+from flareseg.io.atomic import atomic_write_text
 from flareseg.labels import label_name
 from flareseg.preprocessing.intensity import foreground_statistics, sample_foreground
 from flareseg.recipes import Recipe, recipe_from_dict, recipe_to_dict
-from flareseg.training.loop import RunOptions, train_stage
+from flareseg.training.loop import RunOptions, save_torch, train_stage
 from flareseg.training.samples import cache_samples, load_samples, read_case
 
 
@@ -56,7 +64,7 @@ def prepare_output(out_dir: Path, recipe: Recipe, resume: bool) -> None:
             raise InputError(f"{out_dir}: --resume needs the same recipe and settings as the interrupted run")
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    recipe_file.write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    atomic_write_text(recipe_file, yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
 
 
 def with_statistics(recipe: Recipe, cases: list[Case], out_dir: Path, resume: bool, progress: bool = True) -> Recipe:
@@ -127,10 +135,8 @@ def pseudo_samples(cases: list[Case], recipe: Recipe, teacher, cache: Path, prog
 
 
 def save_weights(state: dict, path: Path) -> None:
-    """Store a state dict as float16 (half the size; predictions are unchanged in practice)."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: v.detach().cpu().half() if v.is_floating_point() else v.cpu() for k, v in state.items()}, tmp)
-    os.replace(tmp, path)
+    """Store a state dict as float16 (half the size; predictions are unchanged in practice), atomically."""
+    save_torch({k: v.detach().cpu().half() if v.is_floating_point() else v.cpu() for k, v in state.items()}, path)
 
 
 def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, options: RunOptions = RunOptions(),
@@ -141,9 +147,13 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
     continues from its last checkpoint. ``model.json`` is written last, so a directory
     without it is not (yet) a model. ``teacher``, a model directory, pseudo-labels the cases of
     the phases that ask for it (:mod:`flareseg.training.pseudo_labels`).
+
+    Raises:
+        InputError: ``flareseg dataset check`` finds an error in the dataset (nothing is written),
+            or the recipe cannot train on it.
     """
     out_dir = Path(out_dir)
-    spec = load_spec(dataset_dir)
+    spec = require_clean_dataset(dataset_dir, progress=options.progress).spec
     cases = list_cases(spec)
     split = split_cases(cases, recipe.train.val_fraction, recipe.train.seed)
     if not split.train:
@@ -193,7 +203,7 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
         save_weights(best, weights_path(out_dir, stage.name))
         stage_summary = {"samples": len(train_samples), "val_samples": len(val_samples),
                          "seconds": round(time.perf_counter() - start, 1)}
-        (out_dir / "training" / stage.name / "summary.json").write_text(json.dumps(stage_summary))
+        atomic_write_text(out_dir / "training" / stage.name / "summary.json", json.dumps(stage_summary))
     summary = {stage.name: json.loads((out_dir / "training" / stage.name / "summary.json").read_text())
                for stage in recipe.stages}
     write_model_json(out_dir, recipe, split, spec.root, options, summary)
@@ -202,11 +212,13 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
 
 def write_model_json(out_dir: Path, recipe: Recipe, split: Split, dataset: Path, options: RunOptions,
                      summary: dict) -> None:
+    """Describe the model, with the sha256 of each stage's weights (checked when they are loaded)."""
     meta = {
         "format_version": FORMAT_VERSION,
         "recipe": recipe.name,
         "classes": {str(i): label_name(i) for i in recipe.class_ids},
         "stages": [stage.name for stage in recipe.stages],
+        WEIGHTS_SHA256: weight_hashes(out_dir, [stage.name for stage in recipe.stages]),
         "training": {
             "dataset": dataset.name,
             "train_cases": [c.case_id for c in split.train],
@@ -217,6 +229,4 @@ def write_model_json(out_dir: Path, recipe: Recipe, split: Split, dataset: Path,
             "date": time.strftime("%Y-%m-%d"),
         },
     }
-    tmp = out_dir / (MODEL_JSON + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out_dir / MODEL_JSON)
+    atomic_write_text(out_dir / MODEL_JSON, json.dumps(meta, indent=1))
