@@ -31,8 +31,8 @@ def test_dicom_slices_are_ordered_by_position_not_file_name(data_dir, tmp_path):
     assert shuffled.geometry.matches(reference.geometry)
 
 
-def test_dicom_folder_with_two_series_reads_the_longest(data_dir):
-    # dcmqi_ct3slice holds 3 CT slices and a one-file DICOM SEG object.
+def test_dicom_folder_with_a_seg_beside_the_ct_reads_the_ct(data_dir):
+    # dcmqi_ct3slice holds 3 CT slices and a one-file DICOM SEG object (another series, not CT).
     volume = read_ct(data_dir / "dcmqi_ct3slice")
     assert volume.array.shape == (3, 512, 512)
     nrrd_label = read_volume(data_dir / "dcmqi_ct3slice" / "liver_seg.nrrd")

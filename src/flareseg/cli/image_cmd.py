@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from flareseg import labels
+from flareseg.cli.arguments import positive_int
+from flareseg.cli.messages import one_line_warnings
+
+_ACQUISITION_HELP = ("which acquisition of a DICOM series that holds several over the same slices "
+                     "(from 1; `flareseg info` lists them)")
 
 
 def add_parsers(subparsers) -> None:
     info = subparsers.add_parser(
         "info", help="show the label map, or the geometry of a CT file or DICOM folder",
         description="Without IMAGE: list the FLARE classes, NSD tolerances and organ groups. "
-        "With IMAGE: print its grid, orientation and intensity range.",
+        "With IMAGE: print its grid, orientation (with the angle of an oblique grid) and intensity range, "
+        "and why it does not look like a CT, if it does not; for a DICOM series of several acquisitions, list them.",
     )
     info.add_argument("image", nargs="?", type=Path, help="NIfTI/NRRD/MHA file or DICOM series folder")
+    info.add_argument("--acquisition", type=positive_int, metavar="N", help=_ACQUISITION_HELP)
     info.set_defaults(run=run_info)
 
     convert = subparsers.add_parser(
@@ -24,7 +32,11 @@ def add_parsers(subparsers) -> None:
     convert.add_argument("-i", "--input", required=True, type=Path, help="CT file or DICOM series folder")
     convert.add_argument("-o", "--output", required=True, type=Path, help="output file (.nii.gz, .nii, .nrrd, .mha)")
     convert.add_argument("--canonical", action="store_true",
-                         help="reorient to the canonical LPS axis order (exact: flips and permutations only)")
+                         help="reorient to the canonical LPS axis order (exact: flips and permutations only; "
+                              "an oblique scan is refused)")
+    convert.add_argument("--acquisition", type=positive_int, metavar="N", help=_ACQUISITION_HELP)
+    convert.add_argument("--force", action="store_true",
+                         help="convert an image whose intensities or spacing do not look like a CT")
     convert.set_defaults(run=run_convert)
 
 
@@ -33,21 +45,51 @@ def run_info(args: argparse.Namespace) -> int:
         print(format_label_map())
         return 0
     from flareseg.io import read_volume
+    from flareseg.io.plausibility import not_ct_reason, spacing_doubt
 
-    volume = read_volume(args.image)
+    with one_line_warnings():
+        if args.image.is_dir() and args.acquisition is None and print_acquisitions(args.image):
+            return 0
+        volume = read_volume(args.image, args.acquisition)
     geometry = volume.geometry
+    low, high = volume.array.min(), volume.array.max()
     print(f"{args.image}: {geometry.describe()}")
     print(f"  origin (LPS mm): {tuple(round(v, 3) for v in geometry.origin_lps_mm)}")
-    print(f"  values: {volume.array.dtype}, {volume.array.min():g} .. {volume.array.max():g}")
+    print(f"  values: {volume.array.dtype}, {low:g} .. {high:g}")
+    doubt = not_ct_reason(volume.array, float(low), float(high)) or spacing_doubt(geometry)
+    if doubt:
+        print(f"  not like a CT: {doubt}")
     return 0
 
 
-def run_convert(args: argparse.Namespace) -> int:
-    from flareseg.io import read_ct, write_volume
-    from flareseg.preprocessing.orientation import to_canonical
+def print_acquisitions(folder: Path) -> bool:
+    """Print the acquisitions of a DICOM series that holds several; False (nothing printed) for one."""
+    from flareseg.io import DicomInputWarning, dicom_acquisitions
 
-    volume = read_ct(args.input)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DicomInputWarning)  # reading the series says it again
+        acquisitions = dicom_acquisitions(folder)
+    if len(acquisitions) < 2:
+        return False
+    print(f"{folder}: DICOM series of {len(acquisitions)} acquisitions over the same slice range; "
+          "show one with --acquisition N")
+    for acquisition in acquisitions:
+        print(f"  {acquisition.describe()}")
+    return True
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from flareseg.errors import GeometryError, InputError
+    from flareseg.io import read_ct, write_volume
+    from flareseg.preprocessing.orientation import check_axis_aligned, to_canonical
+
+    with one_line_warnings():
+        volume = read_ct(args.input, args.acquisition, args.force)
     if args.canonical:
+        try:
+            check_axis_aligned(volume.geometry, str(args.input))
+        except GeometryError as error:
+            raise InputError(f"{error}; convert without --canonical to keep its exact grid") from None
         volume, _ = to_canonical(volume)
     path = write_volume(volume, args.output)
     print(f"wrote {path} ({volume.geometry.describe()})")

@@ -1,5 +1,6 @@
 """CT input/output with exact geometry: read NIfTI/NRRD/MHA/DICOM, write atomically."""
 
+from flareseg.io.dicom import DicomAcquisition, DicomInputWarning, dicom_acquisitions
 from flareseg.io.read import (
     IMAGE_SUFFIXES,
     has_image_suffix,
@@ -15,8 +16,11 @@ __all__ = [
     "GEOMETRY_TOLERANCE",
     "IMAGE_SUFFIXES",
     "WRITE_SUFFIXES",
+    "DicomAcquisition",
+    "DicomInputWarning",
     "Geometry",
     "Volume",
+    "dicom_acquisitions",
     "has_image_suffix",
     "read_ct",
     "read_geometry",

@@ -10,15 +10,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from flareseg.errors import InputError
+from flareseg.io.dicom import series_files
 from flareseg.io.integrity import check_nifti_complete
+from flareseg.io.plausibility import check_ct, check_grid, check_nifti_header
 from flareseg.io.volume import Geometry, Volume
 
 #: File endings read as single-file images (lower case).
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-_DICOM_MODALITY_TAG = "0008|0060"
-_POSITION_TAG = "0020|0032"
-_ORIENTATION_TAG = "0020|0037"
 
 
 def has_image_suffix(path: str | os.PathLike) -> bool:
@@ -34,27 +32,36 @@ def strip_image_suffix(name: str) -> str | None:
     return None
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
+def read_volume(path: str | os.PathLike, acquisition: int | None = None) -> Volume:
     """Read a 3D image file or a DICOM series folder.
 
     Args:
-        path: A NIfTI/NRRD/MHA file, or a folder holding a DICOM series. When a folder holds
-            several series, the one with the most slices is read; slices are ordered by their
-            position in space, not by file name.
+        path: A NIfTI/NRRD/MHA file, or a folder holding one CT series (see
+            :mod:`flareseg.io.dicom`: repeated files are read once, with a
+            :class:`~flareseg.io.dicom.DicomInputWarning`); slices are ordered by their position
+            in space, not by file name.
+        acquisition: For a DICOM series that stores several acquisitions over the same slices
+            (:func:`~flareseg.io.dicom.dicom_acquisitions`), which one, from 1; None for others.
 
     Returns:
         The volume with its voxel array ``[z, y, x]`` in the file's own data type.
 
     Raises:
-        InputError: The path is missing, empty, unreadable, or not a single-channel 3D image.
+        InputError: The path is missing, empty, unreadable, or not a single-channel 3D image; its
+            voxel grid is undefined (spacing zero, negative or not a number; see
+            :func:`~flareseg.io.plausibility.check_grid`); or a DICOM folder holds several CT
+            series, or several acquisitions and none is chosen.
     """
     path = Path(path)
     if path.is_dir():
-        image = _read_dicom_series(path)
+        image = _read_dicom_series(path, acquisition)
     else:
         _check_file(path)
+        if acquisition is not None:
+            raise InputError(f"{path}: acquisition {acquisition} chosen, but this is an image file, not a DICOM folder")
         if path.name.lower().endswith((".nii", ".nii.gz")):
             check_nifti_complete(path)
+            check_nifti_header(path)
         image = _execute(lambda: sitk.ReadImage(str(path)), path)
     return _to_volume(image, path)
 
@@ -63,26 +70,33 @@ def read_geometry(path: str | os.PathLike) -> Geometry:
     """Read only the header of an image file (no voxel data is decompressed)."""
     path = Path(path)
     _check_file(path)
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        check_nifti_header(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     _execute(reader.ReadImageInformation, path)
     _check_dimensions(reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents(), path)
-    return _geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+    geometry = _geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+    check_grid(geometry, path)
+    return geometry
 
 
-def read_ct(path: str | os.PathLike) -> Volume:
-    """Read a CT scan and check that its values look like Hounsfield units.
+def read_ct(path: str | os.PathLike, acquisition: int | None = None, force: bool = False) -> Volume:
+    """Read a CT scan and check that it can be one: values in Hounsfield units, a plausible spacing.
+
+    Args:
+        path, acquisition: As :func:`read_volume`.
+        force: Skip the checks that a CT could fail (see :func:`~flareseg.io.plausibility.check_ct`):
+            intensities and the spacing range. An undefined grid and NaN voxels stay errors.
 
     Raises:
-        InputError: As :func:`read_volume`, or when the image cannot be a CT: a DICOM series of
-            another modality, or values spanning less than 100 HU (a label map, an empty image).
+        InputError: As :func:`read_volume`; a DICOM series of another modality; or an image that
+            cannot be a CT: values far outside HU, spanning less than 100, a label map, HU+1024
+            stored without its rescale, or voxel spacing outside 0.05..20 mm (these end with
+            "(use --force ...)").
     """
-    volume = read_volume(path)
-    low, high = float(volume.array.min()), float(volume.array.max())
-    if high - low < 100:
-        raise InputError(
-            f"{path}: not a CT scan (intensities span only {low:g}..{high:g}; is this a label map?)"
-        )
+    volume = read_volume(path, acquisition)
+    check_ct(volume, path, force)
     return volume
 
 
@@ -126,69 +140,11 @@ def _itk_warnings_hidden():
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def _read_dicom_series(folder: Path, acquisition: int | None) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    with _itk_warnings_hidden():
-        series_ids = reader.GetGDCMSeriesIDs(str(folder))
-    if not series_ids:
-        raise InputError(f"{folder}: no DICOM series found in this folder")
-    # GDCM's file list is sorted along the slice normal (IPPSorter), not by file name.
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids), key=len)
-    reader.SetFileNames(files)
-    reader.MetaDataDictionaryArrayUpdateOn()
-    with _itk_warnings_hidden():  # a non-uniform series is reported below, in one line
-        image = _execute(reader.Execute, folder)
-    modality = reader.GetMetaData(0, _DICOM_MODALITY_TAG).strip() if reader.HasMetaDataKey(0, _DICOM_MODALITY_TAG) else ""
-    if modality and modality != "CT":
-        raise InputError(f"{folder}: DICOM series of modality {modality}, not CT")
-    check_slice_positions(folder, [_slice_tags(reader, i) for i in range(len(files))])
-    return image
-
-
-def _slice_tags(reader: sitk.ImageSeriesReader, index: int) -> tuple[str | None, str | None]:
-    def tag(key: str) -> str | None:
-        return reader.GetMetaData(index, key).strip() if reader.HasMetaDataKey(index, key) else None
-    return tag(_POSITION_TAG), tag(_ORIENTATION_TAG)
-
-
-def check_slice_positions(folder: Path, tags: list[tuple[str | None, str | None]]) -> None:
-    """Refuse a DICOM series that is not one uniform stack of slices: slices of different
-    orientations, two slices at one position (the same file twice, or two acquisitions stored as one
-    series), or a gap of more than 1.5 times the median slice distance (missing slices). Read as a
-    grid anyway, such a series would give a mask of the wrong spacing or order.
-
-    Args:
-        tags: ``(ImagePositionPatient, ImageOrientationPatient)`` of each slice, as in the files
-            (``"x\\y\\z"``), in the reader's order; series lacking them are not checked.
-
-    Raises:
-        InputError: Naming the problem and where it is.
-    """
-    if len(tags) < 2 or any(position is None or orientation is None for position, orientation in tags):
-        return
-    try:
-        positions = np.array([[float(v) for v in position.split("\\")] for position, _ in tags])
-        orientations = np.array([[float(v) for v in orientation.split("\\")] for _, orientation in tags])
-    except ValueError:
-        return
-    if positions.shape[1] != 3 or orientations.shape[1] != 6:
-        return
-    if np.abs(orientations - orientations[0]).max() > 1e-3:
-        raise InputError(f"{folder}: DICOM slices of different orientations in one series; "
-                         "give one series per folder")
-    normal = np.cross(orientations[0, :3], orientations[0, 3:])
-    distances = np.sort(positions @ normal)
-    steps = np.diff(distances)
-    median = float(np.median(steps))
-    duplicates = int(np.count_nonzero(steps < 1e-3 * max(median, 1e-3)))
-    if duplicates:
-        raise InputError(f"{folder}: {duplicates} DICOM slice(s) at the same position as another (the same slice "
-                         "twice, or two acquisitions in one series); keep one slice per position")
-    gaps = np.flatnonzero(steps > 1.5 * median)
-    if gaps.size:
-        at = int(gaps[0])
-        raise InputError(f"{folder}: missing DICOM slices: a gap of {steps[at]:.3g} mm after slice {at + 1} of "
-                         f"{len(steps) + 1} (the others are {median:.3g} mm apart)")
+    reader.SetFileNames([str(f) for f in series_files(folder, acquisition)])
+    with _itk_warnings_hidden():  # a non-uniform series is refused by series_files, in one line
+        return _execute(reader.Execute, folder)
 
 
 def _check_dimensions(dimension: int, size, components: int, path: Path) -> None:
@@ -213,6 +169,7 @@ def _geometry(size, spacing, origin, direction) -> Geometry:
 def _to_volume(image: sitk.Image, path: Path) -> Volume:
     _check_dimensions(image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel(), path)
     geometry = _geometry(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    check_grid(geometry, path)
     array = sitk.GetArrayFromImage(image)
     if not np.issubdtype(array.dtype, np.number):
         raise InputError(f"{path}: voxel type {array.dtype} is not numeric")

@@ -7,6 +7,7 @@ per index axis ``(x, y, z)`` and in LPS physical coordinates. The field names sa
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +68,24 @@ class Geometry:
             code += letters[physical][0 if direction[physical, axis] > 0 else 1]
         return code
 
+    def oblique_angle_deg(self) -> float:
+        """Rotation, in degrees, from the nearest grid whose axes run along the body axes (0 for an
+        axis-aligned grid). Axis flips and permutations cannot remove it; only resampling can."""
+        direction = self.direction_matrix
+        handedness = np.sign(np.linalg.det(direction)) or 1.0
+        best = max(np.trace(permutation.T @ direction) for permutation in _SIGNED_PERMUTATIONS
+                   if round(np.linalg.det(permutation)) == handedness)
+        return float(np.degrees(np.arccos(np.clip((best - 1.0) / 2.0, -1.0, 1.0))))
+
+    def is_oblique(self, tolerance: float = GEOMETRY_TOLERANCE) -> bool:
+        """True when some direction cosine is more than ``tolerance`` from the nearest axis-aligned grid's."""
+        direction = self.direction_matrix
+        nearest = np.zeros((3, 3))
+        for axis in range(3):
+            physical = int(np.argmax(np.abs(direction[:, axis])))
+            nearest[physical, axis] = np.sign(direction[physical, axis])
+        return bool(np.abs(direction - nearest).max() > tolerance)
+
     def matches(self, other: Geometry, tolerance: float = GEOMETRY_TOLERANCE) -> bool:
         """True when both grids have the same shape and agree within ``tolerance``."""
         return self.shape_zyx == other.shape_zyx and bool(
@@ -76,10 +95,20 @@ class Geometry:
         )
 
     def describe(self) -> str:
-        """One line: shape, spacing and orientation."""
+        """One line: shape, spacing and orientation, e.g. ``"512x512x79 voxels, 1.07x1.07x3 mm, LPS"``;
+        an oblique grid's orientation is its nearest letters and its angle, ``"LPS (oblique 12°)"``."""
         shape_xyz = "x".join(str(n) for n in reversed(self.shape_zyx))
         spacing = "x".join(f"{s:.3g}" for s in self.spacing_xyz_mm)
-        return f"{shape_xyz} voxels, {spacing} mm, {self.orientation_code()}"
+        orientation = self.orientation_code()
+        if self.is_oblique():
+            orientation += f" (oblique {self.oblique_angle_deg():.2g}°)"
+        return f"{shape_xyz} voxels, {spacing} mm, {orientation}"
+
+
+_SIGNED_PERMUTATIONS = [
+    np.eye(3)[:, list(order)] * signs for order in itertools.permutations(range(3))
+    for signs in itertools.product((1.0, -1.0), repeat=3)
+]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@
 The canonical orientation has an identity direction matrix in ITK terms ("LPS"): array
 axes ``[z, y, x]`` run towards superior, posterior and left. DICOM axial CT already lies
 so; a RAS NIfTI needs two flips. No voxel is interpolated, so the round trip is exact.
+
+An oblique grid (``Geometry.is_oblique``) keeps its residual rotation: its axes come closest to
+the canonical ones, and its direction matrix stays truthful, but it is not the identity.
+:func:`check_axis_aligned` refuses such a grid where a caller promises an exactly canonical one.
 """
 
 from __future__ import annotations
@@ -89,8 +93,19 @@ def reoriented_geometry(geometry: Geometry, reorientation: Reorientation) -> Geo
     )
 
 
+def check_axis_aligned(geometry: Geometry, source: str = "image") -> None:
+    """Raise if flips and permutations cannot give ``geometry`` the identity direction: an oblique grid.
+
+    Raises:
+        GeometryError: Naming ``source`` and the angle of its rotation.
+    """
+    if geometry.is_oblique():
+        raise GeometryError(f"{source}: oblique grid ({geometry.oblique_angle_deg():.2g}° from the body axes) cannot "
+                            "be made canonical without resampling")
+
+
 def to_canonical(volume: Volume) -> tuple[Volume, Reorientation]:
-    """Reorient a volume to the canonical orientation.
+    """Reorient a volume to the canonical orientation (the nearest one, for an oblique grid).
 
     Returns:
         The canonical volume (its array is a view of the input's) and the reorientation,
