@@ -14,6 +14,7 @@ import numpy as np
 from flareseg.datasets.rtstruct import Mask
 from flareseg.errors import InputError
 from flareseg.io import Geometry
+from flareseg.io.dicom_grid import highdicom_affine
 
 #: Largest misfit, in voxels (and of direction cosines), between SEG frames and the CT grid; NIfTI
 #: headers store geometry as float32, which is off by about 1e-5 voxels far from the origin.
@@ -34,7 +35,7 @@ def seg_masks(segmentation: hd.seg.Segmentation, geometry: Geometry, numbers: Se
         InputError: The frames do not form a volume, or it cannot be matched to the CT grid
             without resampling.
     """
-    target = hd.VolumeGeometry(_highdicom_affine(geometry), geometry.shape_zyx, "PATIENT")
+    target = hd.VolumeGeometry(highdicom_affine(geometry), geometry.shape_zyx, "PATIENT")
     try:
         volume = segmentation.get_volume(segment_numbers=list(numbers))
         placed = volume.match_geometry(target, tol=GRID_TOLERANCE)
@@ -53,8 +54,3 @@ def seg_masks(segmentation: hd.seg.Segmentation, geometry: Geometry, numbers: Se
 def _segment_voxels(values: np.ndarray) -> np.ndarray:
     """Where a segment is: value > 0 (binary) or >= 0.5 (fractional, rescaled to 0..1)."""
     return values >= 0.5 if np.issubdtype(values.dtype, np.floating) else values > 0
-
-
-def _highdicom_affine(geometry: Geometry) -> np.ndarray:
-    """4x4 matrix from a ``(z, y, x)`` index (highdicom's slice, row, column) to LPS mm."""
-    return geometry.index_to_lps_matrix()[:, [2, 1, 0, 3]]
