@@ -11,7 +11,8 @@ import pytest
 from flareseg.cli.main import main
 from flareseg.errors import InputError
 from flareseg.inference.model import load_model, onnx_path
-from flareseg.inference.predict import PredictOptions, output_name, predict, predict_folder
+from flareseg.inference.cases import collect_cases
+from flareseg.inference.predict import PredictOptions, output_name, predict, predict_cases
 from flareseg.io import read_volume
 
 
@@ -46,9 +47,8 @@ def test_folder_mode_keeps_going_past_a_bad_scan(tiny_model, data_dir, tmp_path,
     shutil.copy(data_dir / "ts_example" / "example_ct_sm.nii.gz", inputs / "case1_0000.nii.gz")
     shutil.copytree(data_dir / "ts_example" / "example_ct_dicom", inputs / "case2")
     (inputs / "broken_0000.nii.gz").write_bytes(b"not an image")
-    report = predict_folder(inputs, tmp_path / "out", PredictOptions(model_dir=tiny_model), progress=False)
-    assert sorted(report.done) == ["case1_0000.nii.gz", "case2"]
-    assert list(report.failed) == ["broken_0000.nii.gz"]
+    report = predict_cases(collect_cases([inputs]), tmp_path / "out", PredictOptions(model_dir=tiny_model), progress=False)
+    assert [(r.case, r.status) for r in report.results] == [("broken", "failed"), ("case1", "done"), ("case2", "done")]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case1.nii.gz", "case2.nii.gz"]
 
     code = main(["predict", "-i", str(inputs), "-o", str(tmp_path / "cli_out"), "-m", str(tiny_model)])
@@ -96,7 +96,7 @@ def test_output_names_follow_nnunet_conventions():
 
 def test_empty_input_folder_is_an_error(tmp_path, tiny_model):
     with pytest.raises(InputError, match="no CT files"):
-        predict_folder(tmp_path, tmp_path / "out", PredictOptions(model_dir=tiny_model))
+        collect_cases([tmp_path])
 
 
 def test_second_chance_is_on_by_default_and_can_be_turned_off(tmp_path):

@@ -54,6 +54,6 @@ def test_predict_writes_statistics_for_a_scan_and_a_folder(tmp_path, data_dir, c
     shutil.copy(ct, folder / "case_0000.nii.gz")
     assert main(["predict", "-i", str(folder), "-o", str(tmp_path / "out"), "--statistics", "--quiet"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "out" / "statistics.csv")))
-    assert {row["organ"] for row in rows} == set(stats) and {row["case"] for row in rows} == {"case.nii.gz"}
+    assert {row["organ"] for row in rows} == set(stats) and {row["case"] for row in rows} == {"case"}
     liver = next(row for row in rows if row["organ"] == "liver")
     assert float(liver["volume_ml"]) == stats["liver"]["volume_ml"]

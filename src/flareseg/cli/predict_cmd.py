@@ -4,28 +4,36 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flareseg.cli.messages import one_line_warnings
+
 if TYPE_CHECKING:
+    from flareseg.inference.outputs import OutputOptions
     from flareseg.inference.predict import PredictOptions
 
 
 def add_parsers(subparsers) -> None:
     from flareseg.cli.arguments import device, positive_int
     from flareseg.inference.model import BACKENDS
+    from flareseg.inference.outputs import OUTPUT_TYPES
 
     predict = subparsers.add_parser(
-        "predict", help="segment a CT (file or DICOM folder) or a folder of CTs",
-        description="Segment the 13 FLARE organs. -i FILE|DICOM_DIR -o MASK writes one mask on the "
-        "input's grid; -i DIR -o DIR segments every CT in DIR (CASE_0000.nii.gz -> CASE.nii.gz), keeps "
-        "going past a bad scan and exits 1 if any failed.",
+        "predict", help="segment CTs: files, DICOM folders, folders of CTs or lists of them",
+        description="Segment the 13 FLARE organs. -i FILE|DICOM_DIR -o MASK writes one mask on the input's grid. "
+        "Several inputs, a folder of CTs or a .txt list (one path per line) -o DIR write DIR/CASE.nii.gz per scan "
+        "(CASE_0000.nii.gz -> CASE.nii.gz) and DIR/summary.json; a bad scan is reported and the run goes on "
+        "(exit 1 if any failed), and masks that already exist are kept unless --overwrite.",
     )
-    predict.add_argument("-i", "--input", required=True, type=Path, help="CT file, DICOM series folder, or folder of CTs")
-    predict.add_argument("-o", "--output", required=True, type=Path, help="mask file (.nii.gz, .nii, .nrrd, .mha) or folder")
+    predict.add_argument("-i", "--input", required=True, type=Path, nargs="+", metavar="INPUT",
+                         help="CT file, DICOM series folder, folder of CTs, or .txt list of them")
+    predict.add_argument("-o", "--output", required=True, type=Path,
+                         help="mask file (.nii.gz, .nii, .nrrd, .mha; .dcm for DICOM output types) or folder")
     predict.add_argument("-m", "--model", type=Path, help="model directory (default: the bundled model)")
+    predict.add_argument("--output-type", default="nifti", choices=OUTPUT_TYPES,
+                         help="nifti (default): a label map image; dicom_seg: a DICOM Segmentation and rtstruct: "
+                         "an RT Structure Set, both referencing the input DICOM series")
     predict.add_argument("--device", default="cpu", type=device, help="cpu (default), cuda or cuda:N")
     predict.add_argument("--backend", default="auto", choices=BACKENDS,
                          help="network runtime; auto (default): onnxruntime when the device is cpu and the "
@@ -36,10 +44,17 @@ def add_parsers(subparsers) -> None:
                          help="do not look for organs the coarse stage missed near their anatomical neighbours")
     predict.add_argument("--fine-boundaries", action="store_true",
                          help="draw organ boundaries from interpolated class scores at full resolution (slower)")
-    predict.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors still print)")
     predict.add_argument("--statistics", action="store_true",
                          help="also write per-organ volume (mL), HU mean/std/percentiles, extent (LPS mm) and "
-                              "connected components: MASK.json beside one mask, statistics.csv for a folder")
+                              "connected components: MASK.json beside one mask, statistics.csv for several")
+    predict.add_argument("--preview", action="store_true",
+                         help="also write MASK.png: axial, coronal and sagittal views with the organs overlaid")
+    predict.add_argument("--overwrite", action="store_true", help="redo scans whose mask already exists")
+    predict.add_argument("--acquisition", type=positive_int, metavar="N",
+                         help="which acquisition of a DICOM series that holds several at the same positions")
+    predict.add_argument("--force", action="store_true",
+                         help="segment a scan although its intensities do not look like CT")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors still print)")
     predict.set_defaults(run=run_predict)
 
     export = subparsers.add_parser(
@@ -54,91 +69,105 @@ def add_parsers(subparsers) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from flareseg.errors import InputError
+    from flareseg.inference.cases import Case, case_name, collect_cases, is_single_scan
+    from flareseg.inference.outputs import OutputOptions, check_mask_path
     from flareseg.inference.predict import PredictOptions
 
     options = PredictOptions(args.model, args.backend, args.device, args.threads, not args.no_postprocess,
-                             not args.no_second_chance, args.fine_boundaries)
-    if not args.input.exists():
-        raise InputError(f"{args.input}: no such file or folder")
+                             not args.no_second_chance, args.fine_boundaries, args.force)
+    outputs = OutputOptions(args.output_type, args.statistics, args.preview, args.overwrite)
     if args.backend == "onnx" and args.device != "cpu":
         raise InputError(f"--backend onnx runs on the CPU only; use --backend torch with --device {args.device}")
-    refuse_overwriting_input(args.input, args.output)
+    for path in args.input:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+    single = len(args.input) == 1 and is_single_scan(args.input[0]) and not args.output.is_dir()
+    if args.acquisition and not (single and args.input[0].is_dir()):
+        raise InputError("--acquisition chooses within one DICOM series: give one DICOM folder as input")
+    if single:
+        check_mask_path(args.output, args.output_type, args.input[0])
+        cases = [Case(case_name(args.input[0]), args.input[0], args.acquisition)]
+    else:
+        cases = collect_cases(args.input)
+    refuse_overwriting_input([case.input for case in cases] + list(args.input), args.output)
     with one_line_warnings():
-        return _predict(args, options)
+        if single:
+            return _predict_one(cases[0], args, options, outputs)
+        return _predict_many(cases, args, options, outputs)
 
 
-def _predict(args: argparse.Namespace, options: PredictOptions) -> int:
+def _predict_one(case, args: argparse.Namespace, options: PredictOptions, outputs: OutputOptions) -> int:
     import time
 
-    from flareseg.inference.predict import folder_inputs, predict, predict_folder
+    from flareseg.inference.outputs import side_path
+    from flareseg.inference.predict import open_model, predict_case
 
-    if args.input.is_dir() and folder_inputs(args.input):  # else: a DICOM series folder
-        report = predict_folder(args.input, args.output, options, progress=not args.quiet)
-        for name, error in report.failed.items():
-            print(f"failed: {name}: {error}", file=sys.stderr)
-        if not args.quiet:
-            print(f"{len(report.done)} mask(s) written to {args.output}, {len(report.failed)} failed")
-        if args.statistics and report.done:
-            path = write_statistics_csv(args.input, args.output, list(report.done))
-            if not args.quiet:
-                print(f"wrote {path}")
-        return 1 if report.failed else 0
     start = time.perf_counter()
-    mask = predict(args.input, args.output, options=options)
+    predict_case(case, args.output, open_model(options), options, outputs)
     if not args.quiet:
-        print(f"wrote {args.output} ({mask.geometry.describe()}) in {time.perf_counter() - start:.1f} s")
-    if args.statistics:
-        path = write_statistics_json(args.input, mask, args.output)
-        if not args.quiet:
-            print(f"wrote {path}")
+        extras = [side_path(args.output, suffix) for flag, suffix in ((args.statistics, ".json"), (args.preview, ".png"))
+                  if flag]
+        also = f"; also {', '.join(map(str, extras))}" if extras else ""
+        print(f"wrote {args.output} ({args.output_type}) in {time.perf_counter() - start:.1f} s{also}")
     return 0
 
 
-def write_statistics_json(ct_path: Path, mask, output: Path) -> Path:
-    """``organ_statistics`` of one mask as JSON beside it (``MASK.json``), written atomically."""
+def _predict_many(cases, args: argparse.Namespace, options: PredictOptions, outputs: OutputOptions) -> int:
     import json
-    import os
 
-    from flareseg.inference.statistics import organ_statistics
-    from flareseg.io import read_ct, strip_image_suffix
+    from flareseg.inference.predict import RunReport, predict_cases
+    from flareseg.io.atomic import atomic_write_text
 
-    path = output.with_name((strip_image_suffix(output.name) or output.stem) + ".json")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(organ_statistics(read_ct(ct_path), mask), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    report = RunReport()
+    try:
+        report = predict_cases(cases, args.output, options, outputs, progress=not args.quiet)
+    finally:
+        if report.results:
+            atomic_write_text(args.output / "summary.json", json.dumps(report.summary(), indent=1) + "\n")
+    for result in report.failed:
+        print(f"failed: {Path(result.input).name}: {result.error}", file=sys.stderr)
+    if args.statistics:
+        path = write_statistics_csv(report, args.output, outputs)
+        if not args.quiet and path:
+            print(f"wrote {path}")
+    if not args.quiet:
+        print(f"{report.count('done')} mask(s) written to {args.output}, {report.count('skipped')} already there, "
+              f"{report.count('failed')} failed; summary in {args.output / 'summary.json'}")
+    return 1 if report.failed else 0
 
 
-def write_statistics_csv(input_dir: Path, output_dir: Path, done: list[str]) -> Path:
-    """``organ_statistics`` of every mask of a folder run as one CSV (a row per case and organ)."""
+def write_statistics_csv(report, output_dir: Path, outputs: OutputOptions) -> Path | None:
+    """``organ_statistics`` of every mask of a run as one CSV (a row per case and organ); masks kept from
+    an earlier run are read back (NIfTI only)."""
     import csv
-    import os
+    import io
 
-    from flareseg.inference.predict import output_name
     from flareseg.inference.statistics import organ_statistics
     from flareseg.io import read_ct, read_volume
+    from flareseg.io.atomic import atomic_write_text
 
     rows = []
-    for name in done:
-        stats = organ_statistics(read_ct(input_dir / name), read_volume(output_dir / output_name(Path(name))))
-        for organ, entry in stats.items():
+    for result in report.results:
+        stats = result.statistics
+        if stats is None and result.status == "skipped" and outputs.output_type == "nifti":
+            stats = organ_statistics(read_ct(result.input, force=True), read_volume(result.output))
+        for organ, entry in (stats or {}).items():
             flat = {key: value for key, value in entry.items() if key != "bbox_lps_mm"}
             low, high = entry["bbox_lps_mm"]
             flat.update({f"bbox_{end}_{axis}_mm": value for end, corner in (("min", low), ("max", high))
                          for axis, value in zip("lps", corner)})
-            rows.append({"case": output_name(Path(name)), "organ": organ, **flat})
-    path = output_dir / "statistics.csv"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for row in rows for key in row)) or ["case"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+            rows.append({"case": result.case, "organ": organ, **flat})
+    if not rows:
+        return None
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(output_dir / "statistics.csv", text.getvalue())
 
 
-def refuse_overwriting_input(input: Path, output: Path) -> None:
-    """An output that is the input, or lies inside an input folder (a DICOM series, or a folder of
+def refuse_overwriting_input(inputs: list[Path], output: Path) -> None:
+    """An output that is an input, or lies inside an input folder (a DICOM series, or a folder of
     CTs whose masks would land among them), is an error: a mask must never replace a scan.
 
     Raises:
@@ -146,30 +175,13 @@ def refuse_overwriting_input(input: Path, output: Path) -> None:
     """
     from flareseg.errors import InputError
 
-    source, target = input.resolve(), output.resolve()
-    if target == source:
-        raise InputError(f"{output}: the output is the input; write the mask elsewhere")
-    if source.is_dir() and source in target.parents:
-        raise InputError(f"{output}: the output lies inside the input folder {input}; write the mask elsewhere")
-
-
-@contextmanager
-def one_line_warnings():
-    """Print flareseg's own warnings (an ONNX fallback) as one ``flareseg: warning: ...`` line."""
-    from flareseg.inference.model import StaleOnnxWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", StaleOnnxWarning)
-        show = warnings.showwarning
-
-        def show_one_line(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, StaleOnnxWarning):
-                print(f"flareseg: warning: {message}", file=sys.stderr)
-            else:
-                show(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show_one_line
-        yield
+    target = output.resolve()
+    for input in inputs:
+        source = input.resolve()
+        if target == source:
+            raise InputError(f"{output}: the output is the input {input}; write the mask elsewhere")
+        if source.is_dir() and source in target.parents:
+            raise InputError(f"{output}: the output lies inside the input folder {input}; write the mask elsewhere")
 
 
 def run_export(args: argparse.Namespace) -> int:

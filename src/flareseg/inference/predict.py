@@ -6,12 +6,22 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
-from flareseg.datasets.layout import CHANNEL_SUFFIX
 from flareseg.errors import FlaresegError, InputError
+from flareseg.inference.cases import Case, name_collisions
+from flareseg.inference.cases import output_name as output_name  # re-exported: the name of a mask
 from flareseg.inference.cascade import segment_canonical
 from flareseg.inference.model import LoadedModel, load_model
-from flareseg.io import Volume, has_image_suffix, read_ct, strip_image_suffix, write_labelmap
+from flareseg.inference.outputs import (
+    OutputOptions,
+    check_mask_path,
+    mask_is_complete,
+    mask_suffix,
+    write_extras,
+    write_mask,
+)
+from flareseg.io import Volume, read_ct, write_labelmap
 from flareseg.io.write import write_suffix
 from flareseg.preprocessing.orientation import to_canonical
 
@@ -30,6 +40,7 @@ class PredictOptions:
             neighbours (:func:`flareseg.inference.cascade.crop_boxes`).
         fine_boundaries: Draw fine stages' boundaries from interpolated class scores at full
             resolution (:func:`flareseg.inference.cascade.labels_on_grid`); slower.
+        force: Segment scans whose intensities do not look like CT (see :func:`flareseg.io.read_ct`).
     """
 
     model_dir: Path | None = None
@@ -39,6 +50,7 @@ class PredictOptions:
     postprocess: bool = True
     second_chance: bool = True
     fine_boundaries: bool = False
+    force: bool = False
 
 
 def open_model(options: PredictOptions) -> LoadedModel:
@@ -73,50 +85,96 @@ def predict(input: str | os.PathLike, output: str | os.PathLike | None = None,
     if output is not None:
         write_suffix(Path(output))  # a bad file type fails before the work, not after
     model = model or open_model(options)
-    mask = segment(read_ct(input), model, options.postprocess, options.second_chance, options.fine_boundaries)
+    mask = segment(read_ct(input, force=options.force), model, options.postprocess, options.second_chance,
+                   options.fine_boundaries)
     if output is not None:
         write_labelmap(mask.array, mask.geometry, output)
     return mask
 
 
 @dataclass
-class FolderReport:
-    """Outcome of predicting a folder: seconds per written mask, and the error of each failure."""
+class CaseResult:
+    """Outcome of one scan of a run: ``status`` is ``done``, ``skipped`` (its mask existed) or ``failed``."""
 
-    done: dict[str, float] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-
-
-def folder_inputs(folder: Path) -> list[Path]:
-    """Image files and DICOM series sub-folders of ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if (p.is_file() and has_image_suffix(p)) or (p.is_dir() and not p.name.startswith(".")))
-
-
-def output_name(input: Path, suffix: str = ".nii.gz") -> str:
-    """``CASE_0000.nii.gz`` or ``CASE.nii.gz`` or a DICOM folder ``CASE`` -> ``CASE.nii.gz``."""
-    stem = strip_image_suffix(input.name) or input.name
-    if stem.endswith(CHANNEL_SUFFIX):
-        stem = stem[: -len(CHANNEL_SUFFIX)]
-    return stem + suffix
+    case: str
+    input: str
+    output: str
+    status: str
+    seconds: float = 0.0
+    error: str = ""
+    statistics: dict | None = None
 
 
-def predict_folder(input_dir: str | os.PathLike, output_dir: str | os.PathLike,
-                   options: PredictOptions = PredictOptions(), progress: bool = True) -> FolderReport:
-    """Segment every CT in a folder into ``output_dir``; a bad scan is reported, not fatal."""
+@dataclass
+class RunReport:
+    """Outcome of predicting several scans, one :class:`CaseResult` each, in input order."""
+
+    results: list[CaseResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(result.status == status for result in self.results)
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [result for result in self.results if result.status == "failed"]
+
+    def summary(self) -> dict:
+        """The run as plain data (``summary.json``): counts and one entry per scan."""
+        from flareseg import __version__
+
+        counts = {status: self.count(status) for status in ("done", "skipped", "failed")}
+        cases = [{key: value for key, value in vars(result).items() if key != "statistics"} for result in self.results]
+        return {"flareseg": __version__, **counts, "cases": cases}
+
+
+def predict_cases(cases: Sequence[Case], output_dir: str | os.PathLike, options: PredictOptions = PredictOptions(),
+                  outputs: OutputOptions = OutputOptions(), progress: bool = True) -> RunReport:
+    """Segment several scans into ``output_dir``, one mask each (``CASE.nii.gz``).
+
+    A bad scan is a failed entry, not the end of the run; two scans that would write the same mask
+    both fail. A mask that exists complete is kept (``skipped``) unless ``outputs.overwrite``.
+    """
     from tqdm import tqdm
 
-    inputs = folder_inputs(Path(input_dir))
-    if not inputs:
-        raise InputError(f"{input_dir}: no CT files (.nii.gz, .nii, .nrrd, .mha) or DICOM folders")
-    model = open_model(options)
-    report = FolderReport()
-    for path in tqdm(inputs, desc="predict", unit="scan", disable=not progress):
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{output_dir}: cannot create the output folder ({error.strerror or error})") from None
+    suffix = mask_suffix(outputs.output_type)
+    clashes = {case: group for group in name_collisions(cases).values() for case in group}
+    inputs = {case.input.resolve() for case in cases}
+    report = RunReport()
+    pending = []
+    for case in cases:
+        result = CaseResult(case.name, str(case.input), str(output_dir / (case.name + suffix)), "pending")
+        report.results.append(result)
+        if case in clashes:
+            others = ", ".join(str(other.input.name) for other in clashes[case] if other is not case)
+            result.status, result.error = "failed", f"{case.input.name} and {others} would both write {case.name}{suffix}"
+        elif Path(result.output).resolve() in inputs:
+            result.status, result.error = "failed", f"its mask {result.output} would overwrite an input scan"
+        elif not outputs.overwrite and mask_is_complete(Path(result.output), outputs.output_type):
+            result.status = "skipped"
+        else:
+            pending.append((case, result))
+    model = open_model(options) if pending else None
+    for case, result in tqdm(pending, desc="predict", unit="scan", disable=not progress):
         start = time.perf_counter()
         try:
-            predict(path, Path(output_dir) / output_name(path), model, options)
+            result.statistics = predict_case(case, Path(result.output), model, options, outputs, statistics_file=False)
         except (FlaresegError, OSError, RuntimeError, ValueError) as error:
-            report.failed[path.name] = str(error)
+            result.status, result.error = "failed", str(error)
             continue
-        report.done[path.name] = time.perf_counter() - start
+        result.status, result.seconds = "done", round(time.perf_counter() - start, 3)
     return report
+
+
+def predict_case(case: Case, path: Path, model: LoadedModel, options: PredictOptions, outputs: OutputOptions,
+                 statistics_file: bool = True) -> dict | None:
+    """Segment one scan and write its mask (and extras) to ``path``; returns its statistics if asked for."""
+    check_mask_path(path, outputs.output_type, case.input)
+    ct = read_ct(case.input, case.acquisition, options.force)
+    mask = segment(ct, model, options.postprocess, options.second_chance, options.fine_boundaries)
+    write_mask(mask, case.input, path, outputs.output_type)
+    return write_extras(ct, mask, path, outputs, statistics_file)

@@ -1,0 +1,135 @@
+"""What ``flareseg predict`` segments: scans named directly, in folders, or in list files.
+
+An input is a CT file, a DICOM series folder (a folder that holds DICOM files itself), a folder
+of such scans (its image files and sub-folders, nnU-Net's ``CASE_0000.nii.gz`` naming), or a
+``.txt`` list with one path per line (relative paths are taken from the list's folder).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from flareseg.datasets.layout import CHANNEL_SUFFIX
+from flareseg.errors import InputError
+from flareseg.io import dicom_acquisitions, has_image_suffix, strip_image_suffix
+
+#: File ending of a list of inputs.
+LIST_SUFFIX = ".txt"
+#: Files looked at before a folder counts as holding no DICOM.
+_DICOM_PROBES = 64
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scan to segment.
+
+    Attributes:
+        name: Name of its outputs without ending (``CASE`` for ``CASE_0000.nii.gz``).
+        input: CT file or DICOM series folder.
+        acquisition: Which acquisition of a DICOM series that stores several (None: the only one).
+    """
+
+    name: str
+    input: Path
+    acquisition: int | None = None
+
+
+def case_name(path: Path) -> str:
+    """``CASE_0000.nii.gz``, ``CASE.nrrd`` or a DICOM folder ``CASE`` -> ``CASE``."""
+    stem = strip_image_suffix(path.name) or path.name
+    return stem[: -len(CHANNEL_SUFFIX)] if stem.endswith(CHANNEL_SUFFIX) else stem
+
+
+def output_name(path: Path, suffix: str = ".nii.gz") -> str:
+    """The file name of the mask of ``path`` (``CASE_0000.nii.gz`` -> ``CASE.nii.gz``)."""
+    return case_name(path) + suffix
+
+
+def is_dicom_file(path: Path) -> bool:
+    """A ``.dcm`` file, or a file with the DICOM preamble (``DICM`` at byte 128)."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def holds_dicom(folder: Path) -> bool:
+    """True when ``folder`` itself holds DICOM files: it is one series, not a folder of scans."""
+    probed = 0
+    for entry in os.scandir(folder):
+        if probed >= _DICOM_PROBES:
+            break
+        if entry.name.startswith(".") or not entry.is_file() or has_image_suffix(entry.name):
+            continue
+        probed += 1
+        if is_dicom_file(Path(entry.path)):
+            return True
+    return False
+
+
+def is_single_scan(path: Path) -> bool:
+    """A CT file or a DICOM series folder, as opposed to a folder of scans or a list file."""
+    return (path.is_file() and not path.name.lower().endswith(LIST_SUFFIX)) or (path.is_dir() and holds_dicom(path))
+
+
+def folder_inputs(folder: Path) -> list[Path]:
+    """The scans of a folder: image files and sub-folders (DICOM series), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if not p.name.startswith(".")
+                  and ((p.is_file() and has_image_suffix(p)) or p.is_dir()))
+
+
+def collect_cases(inputs: Sequence[Path]) -> list[Case]:
+    """Every scan the inputs name, in order; a missing input or an empty folder is an error.
+
+    Raises:
+        InputError: An input does not exist, or a folder or list holds no scan.
+    """
+    cases: list[Case] = []
+    for path in inputs:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        scans = [path] if is_single_scan(path) else read_list(path) if path.is_file() else folder_inputs(path)
+        if not scans:
+            raise InputError(f"{path}: no CT files (.nii.gz, .nii, .nrrd, .mha) or DICOM folders")
+        for scan in scans:
+            cases.extend(scan_cases(scan))
+    return cases
+
+
+def scan_cases(path: Path) -> list[Case]:
+    """One case per scan; a DICOM series holding several acquisitions at the same positions (a
+    multi-phase study stored as one series) gives one case per acquisition, ``CASE_acqN``."""
+    if not path.is_dir():
+        return [Case(case_name(path), path)]
+    try:
+        acquisitions = dicom_acquisitions(path)
+    except InputError:  # reported when the case is read
+        return [Case(case_name(path), path)]
+    if len(acquisitions) < 2:
+        return [Case(case_name(path), path)]
+    return [Case(f"{case_name(path)}_acq{item.number}", path, item.number) for item in acquisitions]
+
+
+def read_list(path: Path) -> list[Path]:
+    """Paths of a list file, one per line; blank lines and ``#`` comments are skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the list of inputs ({error})") from None
+    entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [entry if entry.is_absolute() else path.parent / entry for entry in map(Path, entries)]
+
+
+def name_collisions(cases: Iterable[Case]) -> dict[str, list[Case]]:
+    """Output names that more than one case would write (``a_0000.nii.gz`` and ``a.nrrd``)."""
+    by_name: dict[str, list[Case]] = {}
+    for case in cases:
+        by_name.setdefault(case.name, []).append(case)
+    return {name: group for name, group in by_name.items() if len(group) > 1}

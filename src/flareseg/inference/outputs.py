@@ -1,0 +1,118 @@
+"""What ``flareseg predict`` writes for a scan: the mask as NIfTI (or another image file), DICOM-SEG
+or RT structure set, and optionally per-organ statistics and a preview image beside it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from flareseg.errors import InputError
+from flareseg.io import Volume, strip_image_suffix, write_labelmap
+from flareseg.io.write import write_suffix
+
+#: Mask formats: an image file, or DICOM objects that reference a DICOM input series.
+OUTPUT_TYPES = ("nifti", "dicom_seg", "rtstruct")
+_DICOM_SUFFIX = ".dcm"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What to write per scan.
+
+    Attributes:
+        output_type: One of :data:`OUTPUT_TYPES`.
+        statistics: Also write per-organ statistics (``MASK.json``; one CSV for several scans).
+        preview: Also write ``MASK.png``: three views through the organs with the mask overlaid.
+        overwrite: Redo scans whose mask already exists (several scans only; else they are skipped).
+    """
+
+    output_type: str = "nifti"
+    statistics: bool = False
+    preview: bool = False
+    overwrite: bool = False
+
+
+def mask_suffix(output_type: str) -> str:
+    """File ending of masks in a folder run."""
+    return ".nii.gz" if output_type == "nifti" else _DICOM_SUFFIX
+
+
+def check_mask_path(path: Path, output_type: str, source: Path | None = None) -> None:
+    """Refuse, before any work, a mask path the output type cannot be written to, or a DICOM output
+    of a ``source`` scan that is not a DICOM series folder."""
+    if output_type == "nifti":
+        write_suffix(path)
+        return
+    if not path.name.lower().endswith(_DICOM_SUFFIX):
+        raise InputError(f"{path}: a {output_type} output is a DICOM file; name it *{_DICOM_SUFFIX}")
+    if source is not None and not source.is_dir():
+        raise InputError(f"{source}: --output-type {output_type} needs a DICOM series folder as input")
+
+
+def side_path(mask_path: Path, suffix: str) -> Path:
+    """A file beside a mask: ``MASK.nii.gz`` -> ``MASK.json`` or ``MASK.png``."""
+    stem = strip_image_suffix(mask_path.name) or mask_path.name.removesuffix(_DICOM_SUFFIX)
+    return mask_path.with_name(stem + suffix)
+
+
+def write_mask(mask: Volume, source: Path, path: Path, output_type: str) -> Path:
+    """Write a mask in the given format; DICOM outputs reference ``source``, a DICOM series folder.
+
+    Raises:
+        InputError: A DICOM output of a scan that is not a DICOM series, or a failed write.
+    """
+    check_mask_path(path, output_type, source)
+    if output_type == "nifti":
+        return write_labelmap(mask.array, mask.geometry, path)
+    if output_type == "dicom_seg":
+        from flareseg.io.dicom_seg_out import write_dicom_seg
+
+        return write_dicom_seg(mask, source, path)
+    from flareseg.io.rtstruct_out import write_rtstruct
+
+    return write_rtstruct(mask, source, path)
+
+
+def mask_is_complete(path: Path, output_type: str) -> bool:
+    """True when a previous run left a complete, readable mask at ``path``."""
+    if not path.is_file():
+        return False
+    try:
+        if output_type == "nifti":
+            from flareseg.io import read_geometry
+            from flareseg.io.integrity import check_nifti_complete
+
+            read_geometry(path)
+            if path.name.lower().endswith((".nii", ".nii.gz")):
+                check_nifti_complete(path)
+        else:
+            import pydicom
+
+            pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # any reason it cannot be read means: redo it
+        return False
+    return True
+
+
+def write_extras(ct: Volume, mask: Volume, mask_path: Path, options: OutputOptions,
+                 statistics_file: bool = True) -> dict | None:
+    """The preview and statistics of one mask, as the options ask.
+
+    Returns:
+        The statistics (organ -> values) when asked for, else None; written as ``MASK.json``
+        when ``statistics_file``.
+    """
+    stats = None
+    if options.statistics:
+        from flareseg.inference.statistics import organ_statistics
+        from flareseg.io.atomic import atomic_write_text
+
+        stats = organ_statistics(ct, mask)
+        if statistics_file:
+            atomic_write_text(side_path(mask_path, ".json"), json.dumps(stats, indent=1) + "\n")
+    if options.preview:
+        from flareseg.inference.preview import write_preview
+
+        write_preview(ct, mask, side_path(mask_path, ".png"))
+    return stats
