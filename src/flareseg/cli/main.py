@@ -13,11 +13,12 @@ from flareseg.cli import (
     evaluate_cmd,
     image_cmd,
     predict_cmd,
+    pseudolabel_cmd,
     train_cmd,
 )
 from flareseg.errors import FlaresegError
 
-COMMAND_MODULES = (image_cmd, dataset_cmd, train_cmd, predict_cmd, evaluate_cmd, benchmark_cmd, demo_cmd)
+COMMAND_MODULES = (image_cmd, dataset_cmd, train_cmd, pseudolabel_cmd, predict_cmd, evaluate_cmd, benchmark_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,86 @@
+"""``flareseg pseudolabel``: pseudo-labels of a dataset's unlabelled and partially labelled cases, and
+the selection of the stable ones across rounds."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from flareseg.cli.arguments import device, positive_int
+
+
+def share(text: str) -> float:
+    """A number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def add_parsers(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pseudolabel", help="pseudo-label a dataset's unlabelled cases with a model, round by round",
+        description="With -m TEACHER: predict every unlabelled case, and the classes partially labelled "
+        "cases do not annotate (their own labels win), into DATASET/pseudoLabelsTr/roundN/ with "
+        "provenance.json; an interrupted round resumes. With --select: rank the cases by how much their "
+        "pseudo-label changed between consecutive rounds (the FLARE22 winner's rule) and keep the most "
+        "stable share, writing pseudoLabelsTr/selection.json and selection.csv.",
+    )
+    parser.add_argument("--dataset", required=True, type=Path, help="dataset folder (nnU-Net layout)")
+    parser.add_argument("-m", "--model", type=Path, help="teacher model directory")
+    parser.add_argument("--round", type=positive_int, metavar="N",
+                        help="round number (default: continue the teacher's round, else the next one)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a round another teacher wrote")
+    parser.add_argument("--select", action="store_true", help="select stable pseudo-labels across the rounds")
+    parser.add_argument("--keep", type=share, default=0.962,
+                        help="share of cases kept by --select (default 0.962: the FLARE22 winner's 1924 of 2000)")
+    parser.add_argument("--class-threshold", type=float, metavar="X",
+                        help="flareseg's extension: also drop a kept case's class whose own instability exceeds X")
+    parser.add_argument("--device", default="cpu", type=device, help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for the network")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors still print)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flareseg.errors import InputError
+
+    if args.select == bool(args.model):
+        raise InputError("give -m TEACHER to pseudo-label, or --select to choose among the rounds, not both")
+    return _select(args) if args.select else _pseudolabel(args)
+
+
+def _pseudolabel(args: argparse.Namespace) -> int:
+    import sys
+
+    from flareseg.cli.messages import one_line_warnings
+    from flareseg.training.pseudo_rounds import pseudolabel_round
+
+    with one_line_warnings():
+        report = pseudolabel_round(args.dataset, args.model, args.round, args.overwrite, progress=not args.quiet,
+                                   device=args.device, threads=args.threads)
+    for case, error in report.failed.items():
+        print(f"failed: {case}: {error}", file=sys.stderr)
+    if not args.quiet:
+        print(f"round {report.number}: {len(report.done)} case(s) pseudo-labelled, {len(report.kept)} already there, "
+              f"{len(report.failed)} failed, in {report.folder}")
+    return 1 if report.failed else 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from flareseg.training.pseudo_selection import score_rounds, select_cases, write_selection
+
+    scores, class_scores = score_rounds(args.dataset)
+    selection = select_cases(scores, args.keep, class_scores, args.class_threshold)
+    path = write_selection(args.dataset, selection, scores, class_scores,
+                           {"keep": args.keep, "class_threshold": args.class_threshold})
+    if not args.quiet:
+        print(f"kept {len(selection.kept)} of {len(scores)} case(s); dropped (least stable first): "
+              f"{', '.join(reversed(selection.dropped)) or 'none'}")
+        for case, classes in selection.dropped_classes.items():
+            print(f"  {case}: classes {', '.join(map(str, classes))} dropped")
+        print(f"wrote {path} and {path.with_suffix('.csv')}")
+    return 0

@@ -1,0 +1,142 @@
+"""Which pseudo-labels to trust: how much a case's pseudo-label changes from one round to the next.
+
+The FLARE22 winner (Huang et al., "Revisiting nnU-Net for Iterative Pseudo Labeling and Efficient
+Sliding Window Inference"; ``select.ipynb`` of Ziyan-Huang/FLARE22) scores each case by the voxels
+whose label differs between consecutive rounds, divided by the foreground voxels of the later
+round, averaged over the round pairs, and drops the highest scores (it kept 1924 of 2000 cases):
+:func:`case_instability`, :func:`select_cases`.
+
+flareseg's own extension, by the same rule per class (:func:`class_instability`): the voxels
+where either round has the class and the two differ, divided by the class's voxels in the later
+round; a class above a threshold is dropped from that case (ignored in training) while the rest
+of the case is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from flareseg.errors import InputError
+from flareseg.io import read_volume
+from flareseg.io.atomic import atomic_write_text
+from flareseg.labels import LABELS
+from flareseg.training.pseudo_rounds import PSEUDO_FOLDER, read_provenance, round_folder, rounds_present
+
+
+def case_instability(rounds: Sequence[np.ndarray]) -> float:
+    """The FLARE22 winner's score of one case: the mean over consecutive rounds ``r-1, r`` of
+    ``sum(P[r-1] != P[r]) / sum(P[r] > 0)``; ``inf`` when a later round has no foreground.
+
+    Args:
+        rounds: The case's pseudo-label maps of rounds 1, 2, ... (same shape), at least two.
+    """
+    if len(rounds) < 2:
+        raise ValueError("instability needs the pseudo-labels of at least two rounds")
+    scores = []
+    for earlier, later in zip(rounds, rounds[1:]):
+        foreground = np.count_nonzero(later)
+        changed = np.count_nonzero(earlier != later)
+        scores.append(changed / foreground if foreground else (0.0 if not changed else np.inf))
+    return float(np.mean(scores))
+
+
+def class_instability(rounds: Sequence[np.ndarray], class_ids: Sequence[int]) -> dict[int, float]:
+    """Per class, the mean over consecutive rounds of the voxels where either round has the class and
+    the rounds differ, divided by the class's voxels in the later round (flareseg's extension).
+    A class absent from both rounds of a pair scores 0 for that pair; absent only from the later, inf."""
+    if len(rounds) < 2:
+        raise ValueError("instability needs the pseudo-labels of at least two rounds")
+    scores: dict[int, float] = {}
+    for class_id in class_ids:
+        pairs = []
+        for earlier, later in zip(rounds, rounds[1:]):
+            in_later = later == class_id
+            changed = np.count_nonzero(((earlier == class_id) | in_later) & (earlier != later))
+            size = np.count_nonzero(in_later)
+            pairs.append(changed / size if size else (0.0 if not changed else np.inf))
+        scores[int(class_id)] = float(np.mean(pairs))
+    return scores
+
+
+@dataclass
+class Selection:
+    """Cases kept and dropped, most stable first, and the classes dropped per kept case."""
+
+    kept: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    dropped_classes: dict[str, list[int]] = field(default_factory=dict)
+
+
+def select_cases(scores: Mapping[str, float], keep: float = 0.962, class_scores: Mapping[str, Mapping[int, float]]
+                 | None = None, class_threshold: float | None = None) -> Selection:
+    """Rank cases by instability and keep the most stable share.
+
+    Args:
+        scores: Case -> :func:`case_instability`.
+        keep: Share of cases kept (rounded to the nearest count, at least one); the default is the
+            FLARE22 winner's 1924 of 2000.
+        class_scores: Case -> :func:`class_instability`, for dropping single classes.
+        class_threshold: Drop a kept case's class whose instability exceeds this (None: never).
+    """
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    ranked = sorted(scores, key=lambda case: (scores[case], case))
+    count = max(1, int(round(keep * len(ranked)))) if ranked else 0
+    selection = Selection(kept=ranked[:count], dropped=ranked[count:])
+    if class_scores is not None and class_threshold is not None:
+        for case in selection.kept:
+            unstable = sorted(c for c, s in class_scores.get(case, {}).items() if s > class_threshold)
+            if unstable:
+                selection.dropped_classes[case] = unstable
+    return selection
+
+
+def score_rounds(dataset: Path, rounds: Sequence[int] | None = None) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
+    """Instability of every case that has a pseudo-label in each of the given rounds (default: all
+    rounds present, at least two), overall and per class.
+
+    Raises:
+        InputError: Fewer than two rounds.
+    """
+    rounds = list(rounds or rounds_present(dataset))
+    if len(rounds) < 2:
+        raise InputError(f"{dataset}: selection compares rounds; {len(rounds)} round(s) of pseudo-labels found, "
+                         "at least two needed (run `flareseg pseudolabel` again with the new model)")
+    folders = [round_folder(dataset, number) for number in rounds]
+    finished = [set(read_provenance(folder)["cases"]) for folder in folders]
+    common = sorted(set.intersection(*finished))
+    scores, class_scores = {}, {}
+    for case in common:
+        maps = [read_volume(next(folder.glob(f"{case}.*"))).array for folder in folders]
+        scores[case] = case_instability(maps)
+        class_scores[case] = class_instability(maps, [label.id for label in LABELS])
+    return scores, class_scores
+
+
+def write_selection(dataset: Path, selection: Selection, scores: Mapping[str, float],
+                    class_scores: Mapping[str, Mapping[int, float]], settings: Mapping) -> Path:
+    """``pseudoLabelsTr/selection.json`` (what training reads) and ``selection.csv`` (a row per case:
+    score, rank, kept, dropped classes)."""
+    root = Path(dataset) / PSEUDO_FOLDER
+    ranked = selection.kept + selection.dropped
+    rows = [{"case": case, "rank": rank, "instability": scores[case], "kept": case in selection.kept,
+             "dropped_classes": " ".join(map(str, selection.dropped_classes.get(case, [])))}
+            for rank, case in enumerate(ranked, start=1)]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["case"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(root / "selection.csv", text.getvalue())
+    document = {**settings, "kept": selection.kept, "dropped": selection.dropped,
+                "dropped_classes": selection.dropped_classes,
+                "instability": {case: scores[case] for case in ranked},
+                "class_instability": {case: {str(c): s for c, s in class_scores[case].items() if s}
+                                      for case in ranked}}
+    return atomic_write_text(root / "selection.json", json.dumps(document, indent=1, allow_nan=True) + "\n")
