@@ -10,9 +10,9 @@ import pytest
 
 from flareseg.cli.main import main
 from flareseg.errors import InputError
+from flareseg.inference.cases import collect_cases, output_name
 from flareseg.inference.model import load_model, onnx_path
-from flareseg.inference.cases import collect_cases
-from flareseg.inference.predict import PredictOptions, output_name, predict, predict_cases
+from flareseg.inference.predict import PredictOptions, predict, predict_cases
 from flareseg.io import read_volume
 
 

@@ -158,3 +158,90 @@ def test_the_same_dicom_file_twice_is_read_once_with_a_one_line_warning(scans, t
                  "--quiet"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("flareseg: warning:") and "copy_of_first.dcm" in err[0]
+
+
+def _two_phase(data_dir, folder, slices=12, strip=()):
+    """The first slices of the real TCIA series stored twice, AcquisitionNumber 1 and 2, without ``strip``."""
+    import copy
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True)
+    files = sorted((data_dir / "tcia_pancreatic_ct_cbct_seg_cb001" / "dicom_ct").iterdir())[30:30 + slices]
+    for i, path in enumerate(files):
+        first = pydicom.dcmread(path)
+        for keyword in strip:
+            delattr(first, keyword)
+        second = copy.deepcopy(first)
+        second.SOPInstanceUID = second.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        second.AcquisitionNumber = 2
+        first.save_as(folder / f"a{i:03d}.dcm", enforce_file_format=True)
+        second.save_as(folder / f"b{i:03d}.dcm", enforce_file_format=True)
+    return folder
+
+
+def test_dicom_outputs_of_a_chosen_acquisition_of_an_anonymised_series(tmp_path, data_dir):
+    """Type-2 attributes deleted by an anonymiser are written empty; the SEG references the slices of
+    the acquisition the mask was predicted on."""
+    import pydicom
+
+    folder = _two_phase(data_dir, tmp_path / "study" / "ct", strip=("PatientID", "AccessionNumber", "SliceThickness"))
+    assert main(["predict", "-i", str(folder), "-o", str(tmp_path / "seg.dcm"), "--output-type", "dicom_seg",
+                 "--acquisition", "2", "--quiet"]) == 0
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    second = {pydicom.dcmread(p).SOPInstanceUID for p in folder.glob("b*.dcm")}
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == second and seg.PatientID == ""
+    out = tmp_path / "out"
+    assert main(["predict", "-i", str(folder.parent), "-o", str(out), "--output-type", "rtstruct", "--quiet"]) == 0
+    assert sorted(p.name for p in out.glob("*.dcm")) == ["ct_acq1.dcm", "ct_acq2.dcm"]
+
+
+def test_an_interrupted_run_leaves_a_summary_of_what_it_did(scans, tiny_model, tmp_path, monkeypatch):
+    import flareseg.inference.predict as predict_module
+
+    real = predict_module.predict_case
+    calls = []
+
+    def interrupted(case, *args, **kwargs):
+        calls.append(case.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(case, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_case", interrupted)
+    out = tmp_path / "out"
+    assert main(["predict", "-i", str(scans / "list.txt"), "-o", str(out), "-m", str(tiny_model), "--quiet"]) == 130
+    assert [(case["case"], case["status"]) for case in _summary(out)["cases"]] == [("small", "done"),
+                                                                                   ("series", "pending")]
+
+
+def test_a_rerun_redoes_masks_of_another_output_type_grid_or_without_the_asked_extras(scans, tiny_model, tmp_path,
+                                                                                      data_dir):
+    out = tmp_path / "out"
+    command = ["predict", "-i", str(scans / "small_0000.nii.gz"), str(scans / "series"), "-o", str(out),
+               "-m", str(tiny_model), "--quiet"]
+    assert main(command) == 0
+    shutil.copy(data_dir / "ts_example" / "example_ct.nii.gz", scans / "small_0000.nii.gz")  # another grid now
+    assert main(command) == 0
+    assert [case["status"] for case in _summary(out)["cases"]] == ["done", "skipped"]
+    assert main(command + ["--preview"]) == 0
+    assert [case["status"] for case in _summary(out)["cases"]] == ["done", "done"]
+    assert (out / "small.png").is_file() and (out / "series.png").is_file()
+
+
+def test_what_counts_as_a_folder_of_scans(tmp_path, data_dir, tiny_model, capsys):
+    """An RT structure set beside scans does not make their folder a DICOM series; the same scan named
+    twice is segmented once; a repeated DICOM file is reported once, on one line."""
+    folder = tmp_path / "patient"
+    shutil.copytree(data_dir / "ts_example" / "example_ct_dicom", folder / "series")
+    shutil.copy(data_dir / "ts_example" / "example_ct_sm.nii.gz", folder / "small.nii.gz")
+    shutil.copy(data_dir / "tcia_pancreatic_ct_cbct_seg_cb001" / "rtstruct.dcm", folder)
+    shutil.copy(sorted((folder / "series").iterdir())[0], folder / "series" / "again.dcm")
+    out = tmp_path / "out"
+    assert main(["predict", "-i", str(folder), str(folder / "small.nii.gz"), "-o", str(out), "-m", str(tiny_model),
+                 "--quiet"]) == 0
+    assert [case["case"] for case in _summary(out)["cases"]] == ["series", "small"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(warnings) == 1 and warnings[0].startswith("flareseg: warning:") and "again.dcm" in warnings[0]

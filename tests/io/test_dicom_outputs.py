@@ -294,7 +294,7 @@ def test_other_files_beside_the_series_are_passed_over_but_a_second_acquisition_
     other = pydicom.dcmread(first)
     other.SOPInstanceUID = generate_uid()  # another image at the same position
     other.save_as(series / "second_acquisition")
-    with pytest.raises(InputError, match="several DICOM slices at one position"):
+    with pytest.raises(InputError, match="DICOM slice\(s\) at the same position as another"):
         write_rtstruct(small, series, tmp_path / "rtstruct.dcm")
 
 
@@ -321,8 +321,8 @@ def test_folders_that_are_not_the_masks_ct_series_are_refused(write, one_voxel, 
     shifted = dataclasses.replace(geometry, origin_lps_mm=(geometry.origin_lps_mm[0] + 5.0, *geometry.origin_lps_mm[1:]))
     shorter = dataclasses.replace(geometry, shape_zyx=(78, 512, 512))
     cases = [
-        (mask, rt_only, r"no DICOM CT images in this folder \(found RTSTRUCT\)"),
-        (mask, text_only, "no DICOM files found"),
+        (mask, rt_only, "no DICOM series found in this folder"),  # an RT structure set holds no image
+        (mask, text_only, "no DICOM series found in this folder"),
         (mask, tmp_path / "missing", "not a folder"),
         (mask, ts_series[1], "does not match the mask's grid"),
         (Volume(mask.array, shifted), folder, r"does not match the mask's grid \(a slice is shifted"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def add_parsers(subparsers) -> None:
+    from flareseg.cli.arguments import positive_int
     from flareseg.evaluation.rules import DEFAULT_RULES, RULES
 
     evaluate = subparsers.add_parser(
@@ -32,21 +33,25 @@ def add_parsers(subparsers) -> None:
                           "own label maps); without it files are scored as the script scores them (1 = lesion)")
     evaluate.add_argument("--out", type=Path, help="folder for scores.csv and summary.json (default: --pred)")
     evaluate.add_argument("--format", choices=("text", "markdown"), default="text", help="printed table format")
-    evaluate.add_argument("--threads", type=int, default=None, help="classes scored in parallel (default: all cores)")
+    evaluate.add_argument("--threads", type=positive_int, default=None, help="classes scored in parallel (default: all cores)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from flareseg.errors import InputError
+    from flareseg.cli.paths import output_folder
     from flareseg.evaluation.evaluate import evaluate_folders
     from flareseg.evaluation.report import format_table, summarise, write_case_csv, write_summary_json
     from flareseg.evaluation.rules import rules_for
 
     rules = rules_for(args.rules, args.lesion_class)
+    out = args.out or args.pred
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; --out names the folder for scores.csv and summary.json")
     scores = evaluate_folders(args.pred, args.gt, rules, args.dataset, args.threads, not args.quiet)
     summary = summarise(scores, rules)
-    out = args.out or args.pred
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     write_case_csv(scores, out / "scores.csv", rules)
     write_summary_json(summary, out / "summary.json")
     print(format_table(summary, markdown=args.format == "markdown"))

@@ -79,10 +79,12 @@ def print_acquisitions(folder: Path) -> bool:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from flareseg.cli.paths import refuse_overwriting_input
     from flareseg.errors import GeometryError, InputError
     from flareseg.io import read_ct, write_volume
     from flareseg.preprocessing.orientation import check_axis_aligned, to_canonical
 
+    refuse_overwriting_input([args.input], args.output)
     with one_line_warnings():
         volume = read_ct(args.input, args.acquisition, args.force)
     if args.canonical:

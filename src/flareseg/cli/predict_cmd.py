@@ -68,6 +68,7 @@ def add_parsers(subparsers) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from flareseg.cli.paths import refuse_overwriting_input
     from flareseg.errors import InputError
     from flareseg.inference.cases import Case, case_name, collect_cases, is_single_scan
     from flareseg.inference.outputs import OutputOptions, check_mask_path
@@ -84,13 +85,13 @@ def run_predict(args: argparse.Namespace) -> int:
     single = len(args.input) == 1 and is_single_scan(args.input[0]) and not args.output.is_dir()
     if args.acquisition and not (single and args.input[0].is_dir()):
         raise InputError("--acquisition chooses within one DICOM series: give one DICOM folder as input")
-    if single:
-        check_mask_path(args.output, args.output_type, args.input[0])
-        cases = [Case(case_name(args.input[0]), args.input[0], args.acquisition)]
-    else:
-        cases = collect_cases(args.input)
-    refuse_overwriting_input([case.input for case in cases] + list(args.input), args.output)
     with one_line_warnings():
+        if single:
+            check_mask_path(args.output, args.output_type, args.input[0])
+            cases = [Case(case_name(args.input[0]), args.input[0], args.acquisition)]
+        else:
+            cases = collect_cases(args.input)
+        refuse_overwriting_input([case.input for case in cases] + list(args.input), args.output)
         if single:
             return _predict_one(cases[0], args, options, outputs)
         return _predict_many(cases, args, options, outputs)
@@ -120,7 +121,7 @@ def _predict_many(cases, args: argparse.Namespace, options: PredictOptions, outp
 
     report = RunReport()
     try:
-        report = predict_cases(cases, args.output, options, outputs, progress=not args.quiet)
+        predict_cases(cases, args.output, options, outputs, progress=not args.quiet, report=report)
     finally:
         if report.results:
             atomic_write_text(args.output / "summary.json", json.dumps(report.summary(), indent=1) + "\n")
@@ -142,6 +143,7 @@ def write_statistics_csv(report, output_dir: Path, outputs: OutputOptions) -> Pa
     import csv
     import io
 
+    from flareseg.errors import FlaresegError
     from flareseg.inference.statistics import organ_statistics
     from flareseg.io import read_ct, read_volume
     from flareseg.io.atomic import atomic_write_text
@@ -150,7 +152,11 @@ def write_statistics_csv(report, output_dir: Path, outputs: OutputOptions) -> Pa
     for result in report.results:
         stats = result.statistics
         if stats is None and result.status == "skipped" and outputs.output_type == "nifti":
-            stats = organ_statistics(read_ct(result.input, force=True), read_volume(result.output))
+            try:
+                stats = organ_statistics(read_ct(result.input, result.acquisition, force=True),
+                                         read_volume(result.output))
+            except FlaresegError as error:
+                print(f"flareseg: warning: no statistics for {result.case}: {error}", file=sys.stderr)
         for organ, entry in (stats or {}).items():
             flat = {key: value for key, value in entry.items() if key != "bbox_lps_mm"}
             low, high = entry["bbox_lps_mm"]
@@ -164,24 +170,6 @@ def write_statistics_csv(report, output_dir: Path, outputs: OutputOptions) -> Pa
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write_text(output_dir / "statistics.csv", text.getvalue())
-
-
-def refuse_overwriting_input(inputs: list[Path], output: Path) -> None:
-    """An output that is an input, or lies inside an input folder (a DICOM series, or a folder of
-    CTs whose masks would land among them), is an error: a mask must never replace a scan.
-
-    Raises:
-        InputError: Said output.
-    """
-    from flareseg.errors import InputError
-
-    target = output.resolve()
-    for input in inputs:
-        source = input.resolve()
-        if target == source:
-            raise InputError(f"{output}: the output is the input {input}; write the mask elsewhere")
-        if source.is_dir() and source in target.parents:
-            raise InputError(f"{output}: the output lies inside the input folder {input}; write the mask elsewhere")
 
 
 def run_export(args: argparse.Namespace) -> int:

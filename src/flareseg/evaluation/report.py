@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 from flareseg import labels
 from flareseg.evaluation.evaluate import ClassScore
 from flareseg.evaluation.rules import ScoringRules
+from flareseg.io.atomic import atomic_write_text
 
 METRICS = ("dsc", "nsd")
 
@@ -62,17 +64,18 @@ def write_case_csv(scores: list[ClassScore], path: Path, rules: ScoringRules) ->
     A class not evaluated has empty DSC/NSD cells.
     """
     revision = f"{rules.script}@{rules.revision}"
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case", "class_id", "class", "dsc", "nsd", "rules", "script_revision"])
-        for s in scores:
-            writer.writerow([s.case_id, s.class_id, rules.class_name(s.class_id), _cell(s.dsc), _cell(s.nsd),
-                             rules.name, revision])
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["case", "class_id", "class", "dsc", "nsd", "rules", "script_revision"])
+    for s in scores:
+        writer.writerow([s.case_id, s.class_id, rules.class_name(s.class_id), _cell(s.dsc), _cell(s.nsd),
+                         rules.name, revision])
+    atomic_write_text(path, text.getvalue())
 
 
 def write_summary_json(summary: dict, path: Path) -> None:
     """The summary as JSON; NaN (not evaluated) becomes null."""
-    path.write_text(json.dumps(_nan_to_none(summary), indent=2))
+    atomic_write_text(path, json.dumps(_nan_to_none(summary), indent=2))
 
 
 def _nan_to_none(value):

@@ -8,18 +8,21 @@ of such scans (its image files and sub-folders, nnU-Net's ``CASE_0000.nii.gz`` n
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from flareseg.datasets.layout import CHANNEL_SUFFIX
 from flareseg.errors import InputError
-from flareseg.io import dicom_acquisitions, has_image_suffix, strip_image_suffix
+from flareseg.io import DicomInputWarning, dicom_acquisitions, has_image_suffix, strip_image_suffix
 
 #: File ending of a list of inputs.
 LIST_SUFFIX = ".txt"
 #: Files looked at before a folder counts as holding no DICOM.
 _DICOM_PROBES = 64
+#: DICOM modalities of objects that are not slices of a scan.
+_NOT_SLICES = {"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "SR", "KO", "PR", "REG"}
 
 
 @dataclass(frozen=True)
@@ -48,20 +51,22 @@ def output_name(path: Path, suffix: str = ".nii.gz") -> str:
     return case_name(path) + suffix
 
 
-def is_dicom_file(path: Path) -> bool:
-    """A ``.dcm`` file, or a file with the DICOM preamble (``DICM`` at byte 128)."""
-    if path.suffix.lower() == ".dcm":
-        return True
+def is_image_slice(path: Path) -> bool:
+    """A DICOM file (with or without the 128-byte preamble) holding an image slice (of a CT, or of
+    another modality, which reading then refuses), not a SEG, an RT object or a report."""
+    import pydicom
+
     try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                 specific_tags=["Modality", "Rows", "SOPClassUID"])
+    except Exception:  # noqa: BLE001 - a file that does not parse is not a slice
         return False
+    return "Rows" in header and str(header.get("Modality", "") or "") not in _NOT_SLICES
 
 
 def holds_dicom(folder: Path) -> bool:
-    """True when ``folder`` itself holds DICOM files: it is one series, not a folder of scans."""
+    """True when ``folder`` itself holds image slices: it is one series, not a folder of scans (a SEG or
+    an RT structure set beside scans does not make it one)."""
     probed = 0
     for entry in os.scandir(folder):
         if probed >= _DICOM_PROBES:
@@ -69,7 +74,7 @@ def holds_dicom(folder: Path) -> bool:
         if entry.name.startswith(".") or not entry.is_file() or has_image_suffix(entry.name):
             continue
         probed += 1
-        if is_dicom_file(Path(entry.path)):
+        if is_image_slice(Path(entry.path)):
             return True
     return False
 
@@ -92,6 +97,7 @@ def collect_cases(inputs: Sequence[Path]) -> list[Case]:
         InputError: An input does not exist, or a folder or list holds no scan.
     """
     cases: list[Case] = []
+    seen: set[tuple[Path, int | None]] = set()
     for path in inputs:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
@@ -99,7 +105,11 @@ def collect_cases(inputs: Sequence[Path]) -> list[Case]:
         if not scans:
             raise InputError(f"{path}: no CT files (.nii.gz, .nii, .nrrd, .mha) or DICOM folders")
         for scan in scans:
-            cases.extend(scan_cases(scan))
+            for case in scan_cases(scan):
+                key = (case.input.resolve(), case.acquisition)
+                if key not in seen:  # the same scan named twice is segmented once
+                    seen.add(key)
+                    cases.append(case)
     return cases
 
 
@@ -109,7 +119,9 @@ def scan_cases(path: Path) -> list[Case]:
     if not path.is_dir():
         return [Case(case_name(path), path)]
     try:
-        acquisitions = dicom_acquisitions(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DicomInputWarning)  # reported when the case is read
+            acquisitions = dicom_acquisitions(path)
     except InputError:  # reported when the case is read
         return [Case(case_name(path), path)]
     if len(acquisitions) < 2:

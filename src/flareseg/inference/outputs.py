@@ -56,8 +56,9 @@ def side_path(mask_path: Path, suffix: str) -> Path:
     return mask_path.with_name(stem + suffix)
 
 
-def write_mask(mask: Volume, source: Path, path: Path, output_type: str) -> Path:
-    """Write a mask in the given format; DICOM outputs reference ``source``, a DICOM series folder.
+def write_mask(mask: Volume, source: Path, path: Path, output_type: str, acquisition: int | None = None) -> Path:
+    """Write a mask in the given format; DICOM outputs reference ``source``, a DICOM series folder
+    (its ``acquisition`` where it holds several).
 
     Raises:
         InputError: A DICOM output of a scan that is not a DICOM series, or a failed write.
@@ -68,14 +69,19 @@ def write_mask(mask: Volume, source: Path, path: Path, output_type: str) -> Path
     if output_type == "dicom_seg":
         from flareseg.io.dicom_seg_out import write_dicom_seg
 
-        return write_dicom_seg(mask, source, path)
+        return write_dicom_seg(mask, source, path, acquisition)
     from flareseg.io.rtstruct_out import write_rtstruct
 
-    return write_rtstruct(mask, source, path)
+    return write_rtstruct(mask, source, path, acquisition)
 
 
-def mask_is_complete(path: Path, output_type: str) -> bool:
-    """True when a previous run left a complete, readable mask at ``path``."""
+#: Modality of each DICOM output type.
+_MODALITIES = {"dicom_seg": "SEG", "rtstruct": "RTSTRUCT"}
+
+
+def mask_is_complete(path: Path, output_type: str, source: Path | None = None) -> bool:
+    """True when a previous run left a complete, readable mask of this output type at ``path``
+    (for an image file ``source``, on its grid)."""
     if not path.is_file():
         return False
     try:
@@ -83,16 +89,29 @@ def mask_is_complete(path: Path, output_type: str) -> bool:
             from flareseg.io import read_geometry
             from flareseg.io.integrity import check_nifti_complete
 
-            read_geometry(path)
+            geometry = read_geometry(path)
             if path.name.lower().endswith((".nii", ".nii.gz")):
                 check_nifti_complete(path)
-        else:
-            import pydicom
+            return source is None or source.is_dir() or geometry.matches(read_geometry(source))
+        import pydicom
 
-            pydicom.dcmread(path, stop_before_pixels=True)
+        return pydicom.dcmread(path, stop_before_pixels=True).get("Modality") == _MODALITIES[output_type]
     except Exception:  # any reason it cannot be read means: redo it
         return False
-    return True
+
+
+def extras_present(mask_path: Path, options: OutputOptions) -> bool:
+    """True when the preview and statistics file a scan needs are there (a folder run keeps its
+    statistics in one CSV, rebuilt each run)."""
+    return not options.preview or side_path(mask_path, ".png").is_file()
+
+
+def check_dicom_source(source: Path, output_type: str, acquisition: int | None = None) -> None:
+    """Refuse, before predicting, a DICOM input whose slices a DICOM output could not reference."""
+    if output_type != "nifti":
+        from flareseg.io.dicom_grid import source_headers
+
+        source_headers(source, acquisition)
 
 
 def write_extras(ct: Volume, mask: Volume, mask_path: Path, options: OutputOptions,

@@ -10,12 +10,13 @@ from typing import Sequence
 
 from flareseg.errors import FlaresegError, InputError
 from flareseg.inference.cases import Case, name_collisions
-from flareseg.inference.cases import output_name as output_name  # re-exported: the name of a mask
 from flareseg.inference.cascade import segment_canonical
 from flareseg.inference.model import LoadedModel, load_model
 from flareseg.inference.outputs import (
     OutputOptions,
+    check_dicom_source,
     check_mask_path,
+    extras_present,
     mask_is_complete,
     mask_suffix,
     write_extras,
@@ -102,6 +103,7 @@ class CaseResult:
     status: str
     seconds: float = 0.0
     error: str = ""
+    acquisition: int | None = None
     statistics: dict | None = None
 
 
@@ -122,17 +124,19 @@ class RunReport:
         """The run as plain data (``summary.json``): counts and one entry per scan."""
         from flareseg import __version__
 
-        counts = {status: self.count(status) for status in ("done", "skipped", "failed")}
+        counts = {status: self.count(status) for status in ("done", "skipped", "failed", "pending")}
         cases = [{key: value for key, value in vars(result).items() if key != "statistics"} for result in self.results]
         return {"flareseg": __version__, **counts, "cases": cases}
 
 
 def predict_cases(cases: Sequence[Case], output_dir: str | os.PathLike, options: PredictOptions = PredictOptions(),
-                  outputs: OutputOptions = OutputOptions(), progress: bool = True) -> RunReport:
+                  outputs: OutputOptions = OutputOptions(), progress: bool = True,
+                  report: RunReport | None = None) -> RunReport:
     """Segment several scans into ``output_dir``, one mask each (``CASE.nii.gz``).
 
     A bad scan is a failed entry, not the end of the run; two scans that would write the same mask
-    both fail. A mask that exists complete is kept (``skipped``) unless ``outputs.overwrite``.
+    both fail. A mask that exists complete (with the extras asked for) is kept (``skipped``) unless
+    ``outputs.overwrite``. ``report`` is filled as the run goes, so an interrupted run still has one.
     """
     from tqdm import tqdm
 
@@ -144,17 +148,19 @@ def predict_cases(cases: Sequence[Case], output_dir: str | os.PathLike, options:
     suffix = mask_suffix(outputs.output_type)
     clashes = {case: group for group in name_collisions(cases).values() for case in group}
     inputs = {case.input.resolve() for case in cases}
-    report = RunReport()
+    report = RunReport() if report is None else report
     pending = []
     for case in cases:
-        result = CaseResult(case.name, str(case.input), str(output_dir / (case.name + suffix)), "pending")
+        result = CaseResult(case.name, str(case.input), str(output_dir / (case.name + suffix)), "pending",
+                            acquisition=case.acquisition)
         report.results.append(result)
         if case in clashes:
             others = ", ".join(str(other.input.name) for other in clashes[case] if other is not case)
             result.status, result.error = "failed", f"{case.input.name} and {others} would both write {case.name}{suffix}"
         elif Path(result.output).resolve() in inputs:
             result.status, result.error = "failed", f"its mask {result.output} would overwrite an input scan"
-        elif not outputs.overwrite and mask_is_complete(Path(result.output), outputs.output_type):
+        elif (not outputs.overwrite and mask_is_complete(Path(result.output), outputs.output_type, case.input)
+              and extras_present(Path(result.output), outputs)):
             result.status = "skipped"
         else:
             pending.append((case, result))
@@ -166,6 +172,9 @@ def predict_cases(cases: Sequence[Case], output_dir: str | os.PathLike, options:
         except (FlaresegError, OSError, RuntimeError, ValueError) as error:
             result.status, result.error = "failed", str(error)
             continue
+        except Exception as error:  # noqa: BLE001 - an unforeseen failure of one scan must not end the run
+            result.status, result.error = "failed", f"{type(error).__name__}: {error}"
+            continue
         result.status, result.seconds = "done", round(time.perf_counter() - start, 3)
     return report
 
@@ -174,7 +183,8 @@ def predict_case(case: Case, path: Path, model: LoadedModel, options: PredictOpt
                  statistics_file: bool = True) -> dict | None:
     """Segment one scan and write its mask (and extras) to ``path``; returns its statistics if asked for."""
     check_mask_path(path, outputs.output_type, case.input)
+    check_dicom_source(case.input, outputs.output_type, case.acquisition)
     ct = read_ct(case.input, case.acquisition, options.force)
     mask = segment(ct, model, options.postprocess, options.second_chance, options.fine_boundaries)
-    write_mask(mask, case.input, path, outputs.output_type)
+    write_mask(mask, case.input, path, outputs.output_type, case.acquisition)
     return write_extras(ct, mask, path, outputs, statistics_file)

@@ -26,10 +26,14 @@ import numpy as np
 from flareseg.errors import FlaresegWarning, InputError
 
 _TAGS = ["SOPInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "ImageType", "Rows",
-         "NumberOfFrames", "ImagePositionPatient", "ImageOrientationPatient", "AcquisitionNumber", "AcquisitionTime",
+         "Columns", "PixelSpacing", "NumberOfFrames", "ImagePositionPatient", "ImageOrientationPatient", "AcquisitionNumber", "AcquisitionTime",
          "ContentTime", "InstanceNumber"]
 #: Slices closer than this along the slice normal (mm) are at the same position.
 SAME_POSITION_MM = 0.01
+#: Largest deviation of ImageOrientationPatient from two orthogonal unit vectors.
+ORIENTATION_TOLERANCE = 1e-3
+#: Largest difference of a slice distance from the median, as a share of it (plus 0.01 mm).
+SPACING_TOLERANCE = 0.01
 
 
 class DicomInputWarning(FlaresegWarning):
@@ -68,6 +72,7 @@ class _Slice:
     frames: int
     position: tuple[float, ...] | None
     orientation: tuple[float, ...] | None
+    pixel_grid: tuple | None  # Rows, Columns, PixelSpacing
     acquisition_number: int | None
     times: tuple[float | None, float | None]  # AcquisitionTime, ContentTime in seconds of the day
     instance_number: int | None
@@ -110,7 +115,36 @@ def dicom_acquisitions(folder: str | Path) -> list[DicomAcquisition]:
 
 def _acquisition_groups(folder: Path) -> list[tuple[str, list[_Slice]]]:
     slices = _drop_duplicate_files(folder, _ct_series(folder, _scan(folder)))
+    check_slice_grids(folder, slices)
     return _split_acquisitions(folder, slices)
+
+
+def check_slice_grids(folder: Path, slices: list[_Slice]) -> None:
+    """Refuse slices whose in-plane grids differ (size or pixel spacing), or whose orientation is
+    not two orthogonal unit vectors: no single voxel grid holds them.
+
+    Raises:
+        InputError: Naming the problem.
+    """
+    grids = Counter(s.pixel_grid for s in slices)
+    if len(grids) > 1:
+        listing = "; ".join(f"{_grid(grid)}: {count} slice(s)" for grid, count in grids.most_common(3))
+        raise InputError(f"{folder}: DICOM slices of different in-plane grids in one series ({listing}); "
+                         "give one series per folder")
+    for s in slices:
+        if s.orientation is None:
+            continue
+        row, column = np.array(s.orientation[:3]), np.array(s.orientation[3:])
+        error = max(abs(np.linalg.norm(row) - 1), abs(np.linalg.norm(column) - 1), abs(row @ column))
+        if error > ORIENTATION_TOLERANCE:
+            raise InputError(f"{folder}: {s.path.name}: ImageOrientationPatient {list(s.orientation)} is not two "
+                             "orthogonal unit vectors; the slice's orientation is undefined")
+
+
+def _grid(grid: tuple) -> str:
+    rows, columns, spacing = grid
+    size = f"{columns}x{rows}" if rows and columns else "size ?"
+    return f"{size} at {' x '.join(f'{v:g}' for v in spacing)} mm" if spacing else f"{size}, no PixelSpacing"
 
 
 def _describe(groups: list[tuple[str, list[_Slice]]]) -> list[DicomAcquisition]:
@@ -147,6 +181,7 @@ def _slice(path: Path, header) -> _Slice:
         frames=_int(header.get("NumberOfFrames")) or 1,
         position=_floats(header.get("ImagePositionPatient"), 3),
         orientation=_floats(header.get("ImageOrientationPatient"), 6),
+        pixel_grid=(_int(header.get("Rows")), _int(header.get("Columns")), _floats(header.get("PixelSpacing"), 2)),
         acquisition_number=_int(header.get("AcquisitionNumber")),
         times=(_seconds(header.get("AcquisitionTime")), _seconds(header.get("ContentTime"))),
         instance_number=_int(header.get("InstanceNumber")),
@@ -179,8 +214,14 @@ def _drop_duplicate_files(folder: Path, slices: list[_Slice]) -> list[_Slice]:
     same bytes. The first by file name is kept; the others are named in a :class:`DicomInputWarning`."""
     kept: dict[tuple, _Slice] = {}
     dropped = []
+    shared = Counter(s.position for s in slices if not s.sop_uid)  # only these need their bytes compared
     for s in slices:  # sorted by file name
-        key = (s.sop_uid, s.position) if s.sop_uid else ("sha1", hashlib.sha1(s.path.read_bytes()).hexdigest())
+        if s.sop_uid:
+            key = (s.sop_uid, s.position)
+        elif shared[s.position] == 1:
+            key = ("position", s.position)
+        else:
+            key = ("sha1", hashlib.sha1(s.path.read_bytes()).hexdigest())
         if key in kept:
             dropped.append(f"{s.path.name} = {kept[key].path.name}")
         else:
@@ -221,6 +262,8 @@ def _split_by_number(slices, ids, repeats) -> list[tuple[str, list[_Slice]]] | N
         groups[s.acquisition_number].append(i)
     if len(groups) < 2 or not all(_unique(ids, members) for members in groups.values()):
         return None
+    if repeats > 1 and len(groups) != repeats:
+        return None  # numbers that change within a phase (e.g. per rotation): told apart by time instead
     if repeats == 1 and not _interleaved(ids, slices):
         return None  # adjacent blocks along the body (e.g. one acquisition per rotation): one volume
     return [(f"AcquisitionNumber {number}", [slices[i] for i in groups[number]]) for number in sorted(groups)]
@@ -311,6 +354,11 @@ def check_slice_positions(folder: Path, tags: list[tuple]) -> None:
         at = int(gaps[0])
         raise InputError(f"{folder}: missing DICOM slices: a gap of {steps[at]:.3g} mm after slice {at + 1} of "
                          f"{len(steps) + 1} (the others are {median:.3g} mm apart)")
+    uneven = np.flatnonzero(np.abs(steps - median) > SPACING_TOLERANCE * median + 0.01)
+    if uneven.size:
+        raise InputError(f"{folder}: DICOM slice distances vary from {steps.min():.3g} to {steps.max():.3g} mm "
+                         f"(first change after slice {int(uneven[0]) + 1} of {len(steps) + 1}); a voxel grid needs "
+                         "one slice distance: resample the series or give each part as its own series")
 
 
 def _floats(value, n: int) -> tuple[float, ...] | None:

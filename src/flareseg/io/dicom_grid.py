@@ -22,6 +22,10 @@ SLICE_TOLERANCE = 0.1
 IN_PLANE_TOLERANCE = 0.01
 #: Largest difference of direction cosines, and relative difference of pixel spacings.
 ORIENTATION_TOLERANCE = 1e-3
+#: Patient and study attributes a DICOM output copies from its source, which the standard requires to
+#: be present but allows empty (type 2), and which anonymisers often delete: restored empty.
+_TYPE_2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+           "ReferringPhysicianName", "AccessionNumber")
 #: What a DICOM output must reference of each source slice.
 _REFERENCED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPClassUID", "SOPInstanceUID")
 
@@ -43,7 +47,7 @@ def highdicom_affine(geometry: Geometry) -> np.ndarray:
     return geometry.index_to_lps_matrix()[:, [2, 1, 0, 3]]
 
 
-def source_slices(folder: Path, geometry: Geometry) -> list[pydicom.Dataset]:
+def source_slices(folder: Path, geometry: Geometry, acquisition: int | None = None) -> list[pydicom.Dataset]:
     """The headers of the CT slices that make ``geometry``, one per grid slice, in z order.
 
     Slices are matched by their ImagePositionPatient projected on the slice normal. The series
@@ -61,7 +65,7 @@ def source_slices(folder: Path, geometry: Geometry) -> list[pydicom.Dataset]:
         InputError: The folder holds no DICOM CT series, its slices lack the UIDs an output must
             reference, they do not make the grid, or they make it twice (two series or acquisitions).
     """
-    ct = _ct_headers(folder)
+    ct = source_headers(folder, acquisition)
     fitting = {str(header.SeriesInstanceUID) for header in ct if _misfit(header, geometry) is None}
     if len(fitting) > 1:
         raise InputError(f"{folder}: slices of several DICOM series lie on the mask's grid; give one series per folder")
@@ -78,25 +82,38 @@ def source_slices(folder: Path, geometry: Geometry) -> list[pydicom.Dataset]:
     if any(len(headers) > 1 for headers in by_slice.values()):
         raise InputError(f"{folder}: several DICOM slices at one position (several acquisitions?); "
                          "give a folder with only the slices the mask was predicted on")
-    return [next(iter(by_slice[k].values())) for k in range(depth)]
+    slices = [next(iter(by_slice[k].values())) for k in range(depth)]
+    for header in slices:
+        if header.get("SliceThickness") in (None, ""):  # type 2, often deleted: a SEG needs a number
+            header.SliceThickness = f"{geometry.spacing_xyz_mm[2]:.6g}"
+    return slices
 
 
-def _ct_headers(folder: Path) -> list[pydicom.Dataset]:
-    """The folder's CT image headers, which must hold the UIDs a DICOM output references."""
+def source_headers(folder: Path, acquisition: int | None = None) -> list[pydicom.Dataset]:
+    """The headers of the CT slices :func:`flareseg.io.read_ct` reads from ``folder`` (the series, the
+    acquisition, each file once), which must hold the UIDs a DICOM output references; cheap enough
+    to check a folder before predicting.
+
+    Raises:
+        InputError: As :func:`flareseg.io.dicom.series_files`, or a slice lacks a UID to reference.
+    """
+    import warnings
+
+    from flareseg.io.dicom import DicomInputWarning, series_files
+
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder (expected the DICOM series the mask was predicted on)")
-    headers = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        try:
-            headers.append(pydicom.dcmread(path, stop_before_pixels=True))
-        except (InvalidDicomError, OSError, EOFError, ValueError):
-            continue
-    if not headers:
-        raise InputError(f"{folder}: no DICOM files found in this folder")
-    ct = [header for header in headers if str(header.get("Modality", "")) == "CT" and "Rows" in header]
-    if not ct:
-        found = sorted({str(header.get("Modality", "")) or "no modality" for header in headers})
-        raise InputError(f"{folder}: no DICOM CT images in this folder (found {', '.join(found)})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DicomInputWarning)  # reported when the series is read
+        files = series_files(folder, acquisition)
+    try:
+        ct = [pydicom.dcmread(path, stop_before_pixels=True, force=True) for path in files]
+    except (InvalidDicomError, OSError, EOFError, ValueError) as error:
+        raise InputError(f"{folder}: unreadable DICOM header ({error})") from None
+    for header in ct:
+        for keyword in _TYPE_2:
+            if keyword not in header:
+                setattr(header, keyword, "")
     missing = [key for key in _REFERENCED_UIDS if any(not str(header.get(key, "")).strip() for header in ct)]
     if missing:
         raise InputError(f"{folder}: DICOM slices without {', '.join(missing)}, which a DICOM output must "

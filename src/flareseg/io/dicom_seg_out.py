@@ -18,6 +18,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 import flareseg
+from flareseg.errors import InputError
 from flareseg.io.dicom_codes import CLASS_CODES, classes_present
 from flareseg.io.dicom_file import write_dicom_file
 from flareseg.io.dicom_grid import source_slices
@@ -28,13 +29,14 @@ from flareseg.labels import BY_ID
 SERIES_NUMBER = 901
 
 
-def write_dicom_seg(mask: Volume, series_folder: Path, path: Path) -> Path:
+def write_dicom_seg(mask: Volume, series_folder: Path, path: Path, acquisition: int | None = None) -> Path:
     """Write ``mask`` as a DICOM-SEG file referencing the CT series in ``series_folder``.
 
     Args:
         mask: uint8 FLARE class ids ``[z, y, x]`` on the grid of ``read_ct(series_folder)``.
         series_folder: The DICOM CT series the mask was predicted on.
         path: The file to write (atomically).
+        acquisition: The acquisition the mask was predicted on, of a series that holds several.
 
     Returns:
         ``path``.
@@ -44,8 +46,15 @@ def write_dicom_seg(mask: Volume, series_folder: Path, path: Path) -> Path:
             FLARE class (a SEG needs at least one segment) or a value that is not one, or the
             file cannot be written.
     """
-    sources = source_slices(Path(series_folder), mask.geometry)
-    return write_dicom_file(segmentation(mask.array, sources), Path(path))
+    sources = source_slices(Path(series_folder), mask.geometry, acquisition)
+    try:
+        dataset = segmentation(mask.array, sources)
+    except InputError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # a header the DICOM standard needs
+        raise InputError(f"{series_folder}: cannot build the DICOM output from these slices "
+                         f"({type(error).__name__}: {error})") from None
+    return write_dicom_file(dataset, Path(path))
 
 
 def segmentation(labels: np.ndarray, sources: Sequence[pydicom.Dataset]) -> hd.seg.Segmentation:

@@ -24,6 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_
 from scipy import ndimage
 
 import flareseg
+from flareseg.errors import InputError
 from flareseg.io.dicom_codes import CLASS_CODES, classes_present
 from flareseg.io.dicom_file import write_dicom_file
 from flareseg.io.dicom_grid import index_to_lps, source_slices
@@ -37,13 +38,14 @@ _STUDY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
                    "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
-def write_rtstruct(mask: Volume, series_folder: Path, path: Path) -> Path:
+def write_rtstruct(mask: Volume, series_folder: Path, path: Path, acquisition: int | None = None) -> Path:
     """Write ``mask`` as an RTSTRUCT file referencing the CT series in ``series_folder``.
 
     Args:
         mask: uint8 FLARE class ids ``[z, y, x]`` on the grid of ``read_ct(series_folder)``.
         series_folder: The DICOM CT series the mask was predicted on.
         path: The file to write (atomically).
+        acquisition: The acquisition the mask was predicted on, of a series that holds several.
 
     Returns:
         ``path``.
@@ -53,8 +55,15 @@ def write_rtstruct(mask: Volume, series_folder: Path, path: Path) -> Path:
             FLARE class (refused as by the SEG writer, so both outputs agree) or a value that is
             not one, or the file cannot be written.
     """
-    sources = source_slices(Path(series_folder), mask.geometry)
-    return write_dicom_file(structure_set(mask, sources), Path(path))
+    sources = source_slices(Path(series_folder), mask.geometry, acquisition)
+    try:
+        dataset = structure_set(mask, sources)
+    except InputError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # a header the DICOM standard needs
+        raise InputError(f"{series_folder}: cannot build the DICOM output from these slices "
+                         f"({type(error).__name__}: {error})") from None
+    return write_dicom_file(dataset, Path(path))
 
 
 def structure_set(mask: Volume, sources: Sequence[pydicom.Dataset]) -> Dataset:

@@ -1,0 +1,32 @@
+"""Output paths of the commands: never onto an input, and folders that can be made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flareseg.errors import InputError
+
+
+def refuse_overwriting_input(inputs: list[Path], output: Path) -> None:
+    """An output that is an input, or lies inside an input folder (a DICOM series, or a folder of
+    CTs whose masks would land among them), is an error: an output must never replace a scan.
+
+    Raises:
+        InputError: Said output.
+    """
+    target = output.resolve()
+    for input in inputs:
+        source = input.resolve()
+        if target == source:
+            raise InputError(f"{output}: the output is the input {input}; write it elsewhere")
+        if source.is_dir() and source in target.parents:
+            raise InputError(f"{output}: the output lies inside the input folder {input}; write it elsewhere")
+
+
+def output_folder(path: Path) -> Path:
+    """Create an output folder (and its parents); a file in the way or no permission is an InputError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{path}: cannot create the output folder ({error.strerror or error})") from None
+    return path
