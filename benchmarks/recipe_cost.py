@@ -111,12 +111,12 @@ def untrained_model(name: str, folder: Path, data: Path) -> Model:
     directory = folder / name
     for stage in recipe.stages:  # fail (unknown network, bad arguments) before writing anything
         network = recipe.stage_network(stage)
-        build_network(network.name, network.kwargs, len(stage.labels) + 1)
+        build_network(network.name, network.kwargs, stage.channels)
     prepare_output(directory, recipe, resume=False)
     for stage in recipe.stages:
         network = recipe.stage_network(stage)
         torch.manual_seed(0)
-        net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
+        net = build_network(network.name, network.kwargs, stage.channels)
         save_weights(net.state_dict(), weights_path(directory, stage.name))
     write_model_json(directory, recipe, Split([], []), Path("untrained"), RunOptions(progress=False), {})
     model = Model(f"{name} (untrained)", directory, "onnx", note)
@@ -163,10 +163,10 @@ def forward_flops(recipe: Recipe, stage, spatial: tuple[int, ...]) -> int:
     from flareseg.models.registry import build_network
 
     network = recipe.stage_network(stage)
-    key = repr((network.name, sorted(network.kwargs.items()), len(stage.labels) + 1, tuple(spatial)))
+    key = repr((network.name, sorted(network.kwargs.items()), stage.channels, tuple(spatial)))
     if key not in _FLOPS:
         with torch.device("meta"):
-            net = build_network(network.name, network.kwargs, len(stage.labels) + 1).eval()
+            net = build_network(network.name, network.kwargs, stage.channels).eval()
             x = torch.zeros(1, 1, *spatial)
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             net(x)
@@ -181,7 +181,7 @@ def parameters(recipe: Recipe, stage) -> int:
 
     network = recipe.stage_network(stage)
     with torch.device("meta"):
-        net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
+        net = build_network(network.name, network.kwargs, stage.channels)
     return sum(p.numel() for p in net.parameters())
 
 
@@ -200,7 +200,7 @@ def prediction_calls(model: Model, ct) -> dict[str, list[tuple[int, ...]]]:
     for stage in recipe.stages:
         inner = loaded.runners.get(stage.name)
 
-        def record(x, inner=inner, name=stage.name, classes=len(stage.labels) + 1):
+        def record(x, inner=inner, name=stage.name, classes=stage.channels):
             calls[name].append(tuple(x.shape))
             if inner is None:
                 return np.zeros((x.shape[0], classes, *x.shape[2:]), np.float32)

@@ -47,12 +47,13 @@ def make_fold(root: Path, held_out: str, out: Path) -> Path:
     """A dataset folder ``out`` holding every case of ``root`` but ``held_out``."""
     spec = load_spec(root)
     cases = [case for case in list_cases(spec) if case.case_id != held_out]
-    for case in cases:
-        _link(case.image, out / "imagesTr" / case.image.name)
+    for case in cases:  # images keep their folder: imagesTr, or the unlabelled images' own
+        _link(case.image, out / case.image.parent.name / case.image.name)
         if case.label is not None:
             _link(case.label, out / "labelsTr" / case.label.name)
     dataset_json = json.loads((root / "dataset.json").read_text())
-    (out / "dataset.json").write_text(json.dumps(fold_dataset_json(dataset_json, held_out, len(cases)), indent=1))
+    labelled = sum(case.label is not None for case in cases)
+    (out / "dataset.json").write_text(json.dumps(fold_dataset_json(dataset_json, held_out, labelled), indent=1))
     return out
 
 

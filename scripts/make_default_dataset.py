@@ -8,10 +8,11 @@ DATA_ROOT is the folder of real CT scans described in the README (``ts_example/`
 - ``ts_full``: the abdomen/pelvis CT (3 mm) with its 12 TotalSegmentator organs (FLARE ids);
 - ``ts_dicom``: the 20-slice 512x512 upper-abdomen series with its TotalSegmentator labels;
 - ``ts_aorta``: a thorax/upper-abdomen crop (1.5 mm) annotated for the aorta only (partial);
-- ``tcia_cb001``: an upper-abdomen CT without FLARE labels (unlabelled). Its clinical contour of
-  stomach + duodenum could train as a merged label, but it is the one manual label the model
-  is checked against on a scan it never saw (``scripts/evaluate_default_model.py``), so it
-  stays out of training until leave-one-scan-out (``scripts/leave_one_out.py``) measures it.
+- ``tcia_cb001``: an upper-abdomen CT without FLARE labels (unlabelled: ``imagesUnlabelledTr/``).
+  Its clinical contour of stomach + duodenum could train as a merged label, but it is the one
+  manual label the model is checked against on a scan it never saw
+  (``scripts/evaluate_default_model.py``), so it stays out of training until leave-one-scan-out
+  (``scripts/leave_one_out.py``) measures it.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ import sys
 from pathlib import Path
 
 from flareseg import labels
+from flareseg.datasets.layout import UNLABELLED_FOLDER
 from flareseg.io import read_volume, write_labelmap
 
 
 def build(data_root: Path, out: Path) -> Path:
     ts = data_root / "ts_example"
-    (out / "imagesTr").mkdir(parents=True, exist_ok=True)
-    (out / "labelsTr").mkdir(exist_ok=True)
+    for folder in ("imagesTr", "labelsTr", UNLABELLED_FOLDER):
+        (out / folder).mkdir(parents=True, exist_ok=True)
 
-    def add(case_id, image, label=None):
-        shutil.copy(image, out / "imagesTr" / f"{case_id}_0000.nii.gz")
+    def add(case_id, image, label=None, unlabelled=False):
+        shutil.copy(image, out / (UNLABELLED_FOLDER if unlabelled else "imagesTr") / f"{case_id}_0000.nii.gz")
         if label is not None:
             shutil.copy(label, out / "labelsTr" / f"{case_id}.nii.gz")
 
@@ -40,8 +42,8 @@ def build(data_root: Path, out: Path) -> Path:
     add("ts_aorta", ts / "extra_aorta_report_crop" / "ct_cropped.nii.gz")
     aorta = read_volume(ts / "extra_aorta_report_crop" / "aorta.nii.gz")
     write_labelmap((aorta.array > 0) * labels.BY_NAME["aorta"].id, aorta.geometry, out / "labelsTr" / "ts_aorta.nii.gz")
-    add("tcia_cb001", data_root / "tcia_pancreatic_ct_cbct_seg_cb001" / "ct.nii.gz")
-    spec = {"channel_names": {"0": "CT"}, "labels": labels.nnunet_labels(), "numTraining": 4,
+    add("tcia_cb001", data_root / "tcia_pancreatic_ct_cbct_seg_cb001" / "ct.nii.gz", unlabelled=True)
+    spec = {"channel_names": {"0": "CT"}, "labels": labels.nnunet_labels(), "numTraining": 3,
             "file_ending": ".nii.gz", "annotated_classes": {"ts_aorta": [5]}, "unlabelled": ["tcia_cb001"]}
     (out / "dataset.json").write_text(json.dumps(spec, indent=1))
     return out

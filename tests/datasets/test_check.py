@@ -27,10 +27,10 @@ def _dataset_json(root, num_training, **extra):
     (root / "dataset.json").write_text(json.dumps(spec))
 
 
-def _add(root, case_id, image, label=None):
-    (root / "imagesTr").mkdir(exist_ok=True)
+def _add(root, case_id, image, label=None, folder="imagesTr"):
+    (root / folder).mkdir(exist_ok=True)
     (root / "labelsTr").mkdir(exist_ok=True)
-    shutil.copy(image, root / "imagesTr" / f"{case_id}_0000.nii.gz")
+    shutil.copy(image, root / folder / f"{case_id}_0000.nii.gz")
     if label is not None:
         shutil.copy(label, root / "labelsTr" / f"{case_id}.nii.gz")
 
@@ -46,8 +46,9 @@ def clean_dataset(tmp_path, data_dir):
     crop = read_volume(ts / "extra_aorta_report_crop" / "aorta.nii.gz")
     _add(root, "aorta_only", ts / "extra_aorta_report_crop" / "ct_cropped.nii.gz")
     write_labelmap((crop.array > 0) * labels.BY_NAME["aorta"].id, crop.geometry, root / "labelsTr" / "aorta_only.nii.gz")
-    _add(root, "no_label", data_dir / "tcia_pancreatic_ct_cbct_seg_cb001" / "ct.nii.gz")
-    _dataset_json(root, 4, annotated_classes={"aorta_only": [5]}, unlabelled=["no_label"])
+    _add(root, "no_label", data_dir / "tcia_pancreatic_ct_cbct_seg_cb001" / "ct.nii.gz",
+         folder="imagesUnlabelledTr")
+    _dataset_json(root, 3, annotated_classes={"aorta_only": [5]}, unlabelled=["no_label"])
     return root
 
 

@@ -294,7 +294,7 @@ def test_other_files_beside_the_series_are_passed_over_but_a_second_acquisition_
     other = pydicom.dcmread(first)
     other.SOPInstanceUID = generate_uid()  # another image at the same position
     other.save_as(series / "second_acquisition")
-    with pytest.raises(InputError, match="DICOM slice\(s\) at the same position as another"):
+    with pytest.raises(InputError, match=r"DICOM slice\(s\) at the same position as another"):
         write_rtstruct(small, series, tmp_path / "rtstruct.dcm")
 
 

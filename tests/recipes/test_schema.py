@@ -224,3 +224,44 @@ def test_loss_names_match_the_losses_module():
     from flareseg.training.losses import LOSSES
 
     assert set(_LOSSES) == set(LOSSES)
+
+
+def _with_pseudo_phase(pseudo) -> dict:
+    data = recipe_to_dict(load_recipe("dual_decoder_2d"))  # its phases train on pseudo-labels
+    data["train"]["loss"]["pseudo"] = pseudo
+    return data
+
+
+def test_a_pseudo_label_loss_round_trips_and_is_left_out_when_unset():
+    pseudo = {"name": "gce", "kwargs": {"q": 0.7, "dice_weight": 1.0}, "weight": 0.5}
+    recipe = recipe_from_dict(_with_pseudo_phase(pseudo))
+    from flareseg.recipes.schema import PseudoLossConfig
+
+    assert recipe.train.loss.pseudo == PseudoLossConfig("gce", {"q": 0.7, "dice_weight": 1.0}, 0.5)
+    data = recipe_to_dict(recipe)
+    assert data["train"]["loss"]["pseudo"] == pseudo
+    assert recipe_from_dict(yaml.safe_load(yaml.safe_dump(data))) == recipe
+    assert recipe_from_dict(_with_pseudo_phase({"name": "sce"})).train.loss.pseudo.weight == 1.0
+    for name in builtin_recipes():  # a recipe without one writes what it wrote before
+        assert "pseudo" not in recipe_to_dict(load_recipe(name))["train"]["loss"]
+
+
+@pytest.mark.parametrize("pseudo, message", [
+    ({"name": "focal"}, "train.loss.pseudo names one of"),
+    ({"name": "gce", "weight": -1}, "weight >= 0"),
+    ({"name": "gce", "weight": "half"}, "weight >= 0"),
+    ({"name": "gce", "kwargs": [0.7]}, "kwargs as a mapping"),
+    ({"kwargs": {"q": 0.7}}, "name"),
+    ({"name": "gce", "q": 0.7}, "unknown keys"),
+    ("gce", "expected a mapping"),
+])
+def test_invalid_pseudo_label_losses_are_rejected(pseudo, message):
+    with pytest.raises(InputError, match=message):
+        recipe_from_dict(_with_pseudo_phase(pseudo))
+
+
+def test_a_pseudo_label_loss_needs_a_phase_on_pseudo_labels():
+    data = recipe_to_dict(load_recipe("phased_skip"))
+    data["train"]["loss"]["pseudo"] = {"name": "gce"}
+    with pytest.raises(InputError, match="no phase has pseudo_labels"):
+        recipe_from_dict(data)

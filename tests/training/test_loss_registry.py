@@ -109,7 +109,7 @@ def test_dice_is_dice_ce_without_ce_and_finite():
 
 
 def test_registry_and_bad_names_or_kwargs():
-    assert set(LOSSES) == {"dice_ce", "dice"}
+    assert set(LOSSES) == {"dice_ce", "dice", "gce", "sce", "beta_ce"}
     with pytest.raises(InputError, match="dice_ce") as info:
         build_loss("focal")
     assert "\n" not in str(info.value)

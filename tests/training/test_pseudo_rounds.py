@@ -23,15 +23,15 @@ def dataset(tmp_path, data_dir):
     organs unannotated), and an unlabelled arterial-phase scan."""
     source = data_dir / "tcia_pancreatic_ct_cbct_seg_cb001"
     root = tmp_path / "Dataset"
-    (root / "imagesTr").mkdir(parents=True)
-    (root / "labelsTr").mkdir()
+    for folder in ("imagesTr", "labelsTr", "imagesUnlabelledTr"):
+        (root / folder).mkdir(parents=True)
     shutil.copy(source / "ct.nii.gz", root / "imagesTr" / "cb001_0000.nii.gz")
     shutil.copy(source / "label.nii.gz", root / "labelsTr" / "cb001.nii.gz")
-    shutil.copy(data_dir / "tcia_hcc_tace_seg_hcc006" / "ct.nii.gz", root / "imagesTr" / "hcc006_0000.nii.gz")
+    shutil.copy(data_dir / "tcia_hcc_tace_seg_hcc006" / "ct.nii.gz", root / "imagesUnlabelledTr" / "hcc006_0000.nii.gz")
     ids = {name: entry["id"] for name, entry in json.loads((source / "labels.json").read_text())["mapping"].items()}
     mapping = {name: None for name in ids}
     mapping["Stomach_duo_planCT"] = ["stomach", "duodenum"]
-    spec = {"channel_names": {"0": "CT"}, "labels": {"background": 0, **ids}, "numTraining": 2,
+    spec = {"channel_names": {"0": "CT"}, "labels": {"background": 0, **ids}, "numTraining": 1,
             "file_ending": ".nii.gz", "label_mapping": mapping, "unlabelled": ["hcc006"]}
     (root / "dataset.json").write_text(json.dumps(spec))
     return root
@@ -46,7 +46,7 @@ def test_a_round_fills_what_cases_do_not_annotate_splits_the_merged_contour_and_
     assert provenance["cases"]["hcc006"]["kind"] == "unlabelled"
 
     # the unlabelled scan takes the teacher's prediction whole, on its own grid
-    teacher = predict(dataset / "imagesTr" / "hcc006_0000.nii.gz")
+    teacher = predict(dataset / "imagesUnlabelledTr" / "hcc006_0000.nii.gz")
     stored = read_volume(folder / "hcc006.nii.gz")
     assert stored.geometry.matches(teacher.geometry) and np.array_equal(stored.array, teacher.array)
 

@@ -67,7 +67,7 @@ def fixed_batch_loss(model_dir, stage_name: str, weights: str) -> float:
     samples = [sample for path in sorted(folder.glob("*.npz")) for sample in _load(path, path.stem)]
     torch.manual_seed(recipe.train.seed + index)
     network = recipe.stage_network(stage, 0 if weights == "initial" else -1)
-    net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
+    net = build_network(network.name, network.kwargs, stage.channels)
     if weights == "trained":
         state = torch.load(model_dir / f"{stage_name}.pt", weights_only=True)
         net.load_state_dict({k: v.float() for k, v in state.items()})
@@ -127,19 +127,20 @@ def organs_and_lesions(tmp_path, data_dir):
     from flareseg.io.write import write_volume
 
     root = tmp_path / "Dataset003_Mixed"
-    for folder in ("imagesTr", "labelsTr"):
+    for folder in ("imagesTr", "labelsTr", "imagesUnlabelledTr"):
         (root / folder).mkdir(parents=True)
     ts = data_dir / "ts_example"
     shutil.copy(ts / "example_ct.nii.gz", root / "imagesTr" / "ts_full_0000.nii.gz")
     shutil.copy(ts / "flare_labels_fullct_from_v2fast.nii.gz", root / "labelsTr" / "ts_full.nii.gz")
-    shutil.copy(data_dir / "tcia_pancreatic_ct_cbct_seg_cb001" / "ct.nii.gz", root / "imagesTr" / "tcia_0000.nii.gz")
+    shutil.copy(data_dir / "tcia_pancreatic_ct_cbct_seg_cb001" / "ct.nii.gz",
+                root / "imagesUnlabelledTr" / "tcia_0000.nii.gz")
     for case in ("lung1", "lung2"):
         ct = read_ct(data_dir / "pyradiomics_lung" / f"{case}_image.nrrd")
         write_volume(ct, root / "imagesTr" / f"{case}_0000.nii.gz")
         mask = read_volume(data_dir / "pyradiomics_lung" / f"{case}_label.nrrd")
         write_labelmap((mask.array > 0) * labels.LESION, mask.geometry, root / "labelsTr" / f"{case}.nii.gz")
     (root / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "CT"}, "labels": labels.nnunet_labels(), "numTraining": 4, "file_ending": ".nii.gz",
+        "channel_names": {"0": "CT"}, "labels": labels.nnunet_labels(), "numTraining": 3, "file_ending": ".nii.gz",
         "annotated_classes": {"lung1": [14], "lung2": [14]}, "unlabelled": ["tcia"]}))
     return root
 
@@ -167,7 +168,35 @@ def test_dual_decoder_trains_its_steps_on_label_patterns_with_pseudo_labels(orga
         assert set(np.unique(mask.array)) <= set(range(15))
 
 
+def test_attention_dmfnet_finds_the_organs_region_then_segments_the_organs_inside_it(real_dataset, tmp_path, data_dir):
+    from flareseg.inference.cascade import crop_boxes, run_stage
+    from flareseg.preprocessing.orientation import to_canonical
+    from flareseg.preprocessing.stage_grid import FOREGROUND
+
+    data = recipe_to_dict(load_recipe("attention_dmfnet"))
+    data["network"]["kwargs"].update(stem_channels=16, channels=32, levels=3, units=1)
+    data["train"].update(epochs=2, iterations_per_epoch=6, learning_rate=0.01, val_fraction=0.0)
+    data["stages"][0]["size_zyx"], data["stages"][1]["size_zyx"] = [16, 16, 16], [16, 32, 32]
+    scan = data_dir / "ts_example" / "example_ct_dicom.nii.gz"
+    model_dir, log = _check_trains_and_predicts(real_dataset, data, scan, tmp_path, "organs")
+    region_log = json.loads((model_dir / "training" / "region" / "log.json").read_text())
+    assert "val_dice_foreground" in region_log[-1] and "val_dice_liver" not in region_log[-1]
+    assert fixed_batch_loss(model_dir, "region", "trained") < fixed_batch_loss(model_dir, "region", "initial")
+    # the region stage marks one foreground class; the organ crop is its box, and the organs stay in it
+    model = load_model(model_dir)
+    ct, _ = to_canonical(read_ct(scan))
+    region = run_stage(model, model.recipe.stages[0], ct.array, ct.geometry.spacing_zyx_mm)
+    assert set(np.unique(region).tolist()) == {0, FOREGROUND}
+    (labels, box), = crop_boxes(region, model.recipe.stages[1], ct.array.shape, ct.geometry.spacing_zyx_mm)
+    assert labels == tuple(range(1, 14))
+    mask, _ = to_canonical(read_volume(tmp_path / "torch.nii.gz"))
+    assert set(np.unique(mask.array).tolist()) <= set(range(14))
+    outside = mask.array.copy()
+    outside[box.slices] = 0
+    assert not outside.any()
+
+
 def test_every_builtin_recipe_is_tested_on_real_scans():
-    tested = {"nnunet_2d", "phased_skip", "phased_skip_ablation", "dual_decoder_2d",
+    tested = {"nnunet_2d", "phased_skip", "phased_skip_ablation", "dual_decoder_2d", "attention_dmfnet",
               "coarse_to_fine"}  # coarse_to_fine: test_train.py
     assert set(builtin_recipes()) <= tested

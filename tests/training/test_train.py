@@ -161,6 +161,8 @@ def test_a_merged_clinical_contour_trains_beside_full_labels(real_dataset, tiny_
     contour = read_volume(source / "label.nii.gz")  # 1 = Stomach_duo_planCT (labels.json); the rest is not FLARE
     write_labelmap((contour.array == 1).astype(np.uint8) * 20, contour.geometry,
                    real_dataset / "labelsTr" / "tcia_cb001.nii.gz")
+    image = "tcia_cb001_0000.nii.gz"  # now labelled: its image moves to imagesTr
+    (real_dataset / "imagesUnlabelledTr" / image).rename(real_dataset / "imagesTr" / image)
     spec = json.loads((real_dataset / "dataset.json").read_text())
     spec["labels"]["stomach_duodenum"] = 20
     spec["label_mapping"] = {"stomach_duodenum": ["stomach", "duodenum"]}

@@ -16,6 +16,7 @@ from flareseg.cli import (
     pseudolabel_cmd,
     train_cmd,
 )
+from flareseg.cli.messages import one_line_warnings
 from flareseg.errors import FlaresegError
 
 COMMAND_MODULES = (image_cmd, dataset_cmd, train_cmd, pseudolabel_cmd, predict_cmd, evaluate_cmd, benchmark_cmd, demo_cmd)
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        with one_line_warnings():
+            return int(args.run(args) or 0)
     except FlaresegError as error:
         print(f"flareseg: error: {error}", file=sys.stderr)
         return 1

@@ -10,15 +10,21 @@ from tqdm import tqdm
 
 from flareseg.datasets.label_mapping import LabelMapping
 from flareseg.datasets.layout import (
+    UNLABELLED_FOLDER,
     DatasetSpec,
     image_case_ids,
     image_path,
     label_case_ids,
     label_path,
     load_spec,
+    old_layout_case_ids,
+    old_layout_message,
+    unlabelled_image_case_ids,
+    unlabelled_image_path,
 )
 from flareseg.errors import FlaresegError, InputError
 from flareseg.io import Geometry, read_geometry, read_volume
+from flareseg.io.integrity import check_nifti_complete
 from flareseg.labels import label_name
 from flareseg.preprocessing.orientation import align_to
 
@@ -68,30 +74,71 @@ class DatasetReport:
 def check_dataset(root: str | Path, progress: bool = True) -> DatasetReport:
     """Check every case of a dataset folder.
 
-    Checks that each image is a readable 3D image, that each label map lies on its image's
-    grid, that label values are declared in ``dataset.json`` (and, for partially labelled
-    cases, annotated in that case), and that no image lacks its label unless declared
-    unlabelled. Counts voxels and cases per FLARE class, after translating the dataset's
+    Checks that each image (of ``imagesTr`` and ``imagesUnlabelledTr``) is a readable 3D image,
+    that each label map lies on its image's grid, that label values are declared in
+    ``dataset.json`` (and, for partially labelled cases, annotated in that case), and that no
+    image of ``imagesTr`` lacks its label unless declared unlabelled (the old layout, reported
+    as a warning). Counts voxels and cases per FLARE class, after translating the dataset's
     values by their names (ignored names count as background).
 
     Raises:
         InputError: The folder or ``dataset.json`` is missing or malformed, or a name in
             ``labels`` is not a flareseg class and not mapped in ``label_mapping``.
     """
-    spec = load_spec(root)
+    spec = load_spec(root, warn_old_layout=False)
     report = DatasetReport(spec)
     images, labels = image_case_ids(spec), set(label_case_ids(spec))
+    unlabelled = unlabelled_image_case_ids(spec)
     if not images:
         report.add("-", ERROR, f"no images matching imagesTr/*_0000{spec.file_ending}")
-    for case_id in sorted(labels - set(images)):
-        report.add(case_id, ERROR, f"label {label_path(spec, case_id).name} has no image")
-    for case_id in sorted(set(spec.annotated_classes) - set(images)):
-        report.add(case_id, WARNING, "declared in annotated_classes but has no image")
-    for case_id in tqdm(images, desc="checking cases", unit="case", disable=not progress):
-        _check_case(spec, case_id, case_id in labels, report)
+    _check_folders(spec, images, labels, unlabelled, report)
+    todo = [(case_id, False) for case_id in images] + [(case_id, True) for case_id in unlabelled
+                                                       if case_id not in images]
+    for case_id, in_unlabelled_folder in tqdm(sorted(todo), desc="checking cases", unit="case",
+                                              disable=not progress):
+        if in_unlabelled_folder:
+            _check_unlabelled_image(spec, case_id, report)
+        else:
+            _check_case(spec, case_id, case_id in labels, report)
     if spec.num_training not in (-1, len(images)):
         report.add("-", WARNING, f"numTraining is {spec.num_training} but imagesTr holds {len(images)} cases")
     return report
+
+
+def _check_folders(spec: DatasetSpec, images: list[str], labels: set[str], unlabelled: list[str],
+                   report: DatasetReport) -> None:
+    """What the file names alone show: labels without images, ids in two folders, the old layout."""
+    old_layout = old_layout_case_ids(spec)
+    if old_layout:
+        report.add("-", WARNING, old_layout_message(spec, old_layout))
+    for case_id in sorted(labels - set(images)):
+        where = (f" (its image is in {UNLABELLED_FOLDER}/, which holds unlabelled cases)"
+                 if case_id in unlabelled else "")
+        report.add(case_id, ERROR, f"label {label_path(spec, case_id).name} has no image in imagesTr{where}")
+    for case_id in sorted(set(images) & set(unlabelled)):
+        report.add(case_id, ERROR, f"image in both imagesTr/ and {UNLABELLED_FOLDER}/ (only the imagesTr one is used)")
+    for case_id in sorted(set(spec.annotated_classes) - set(images)):
+        report.add(case_id, WARNING, "declared in annotated_classes but has no image")
+    for case_id in sorted(spec.unlabelled - set(images) - set(unlabelled)):
+        report.add(case_id, WARNING, f"declared unlabelled but has no image in {UNLABELLED_FOLDER}/")
+
+
+def image_geometry(path: Path) -> Geometry:
+    """The grid of an image from its header, after checking that a NIfTI file holds all the voxel bytes
+    the header announces (cheap: a gzip stream records its length), as training will read them all."""
+    geometry = read_geometry(path)
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        check_nifti_complete(path)
+    return geometry
+
+
+def _check_unlabelled_image(spec: DatasetSpec, case_id: str, report: DatasetReport) -> None:
+    try:
+        image_geometry(unlabelled_image_path(spec, case_id))
+    except FlaresegError as error:
+        report.add(case_id, ERROR, f"image: {error}")
+        return
+    report.kinds[case_id] = "unlabelled"
 
 
 def require_clean_dataset(root: str | Path, progress: bool = True) -> DatasetReport:
@@ -112,7 +159,7 @@ def require_clean_dataset(root: str | Path, progress: bool = True) -> DatasetRep
 
 def _check_case(spec: DatasetSpec, case_id: str, has_label: bool, report: DatasetReport) -> None:
     try:
-        geometry = read_geometry(image_path(spec, case_id))
+        geometry = image_geometry(image_path(spec, case_id))
     except FlaresegError as error:
         report.add(case_id, ERROR, f"image: {error}")
         return

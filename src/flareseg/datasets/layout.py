@@ -3,8 +3,15 @@
 A dataset folder holds::
 
     dataset.json
-    imagesTr/CASE_0000.nii.gz     one CT per case (channel 0000)
-    labelsTr/CASE.nii.gz          its label map, on the image's grid
+    imagesTr/CASE_0000.nii.gz             one CT per labelled case (channel 0000)
+    labelsTr/CASE.nii.gz                  its label map, on the image's grid
+    imagesUnlabelledTr/CASE_0000.nii.gz   one CT per unlabelled case (flareseg's extension)
+
+nnU-Net v2 wants a label map for every image of ``imagesTr`` and ignores other folders, so
+unlabelled images live in ``imagesUnlabelledTr``. Before that folder existed flareseg kept them
+in ``imagesTr``, listed in ``unlabelled``: such a dataset still loads, with one
+:class:`OldLayoutWarning` per dataset and process naming ``flareseg dataset migrate DIR``
+(:func:`migrate_unlabelled`), which moves them.
 
 ``dataset.json`` has the nnU-Net keys ``channel_names``, ``labels``, ``numTraining`` and
 ``file_ending``, plus optional flareseg keys:
@@ -15,6 +22,7 @@ A dataset folder holds::
     not listed have every class annotated.
 ``unlabelled``
     ``["CASE", ...]``: cases with an image and no label map (for semi-supervised training).
+    Every image of ``imagesUnlabelledTr`` is unlabelled, listed or not.
 ``label_mapping``
     ``{"NAME": "flareseg class" | null | ["class", "class", ...]}``: what a name of ``labels``
     means when it is not a flareseg class name or alias; null ignores it (its voxels are read
@@ -28,16 +36,28 @@ name (:mod:`flareseg.datasets.label_mapping`) when cases are read, checked or sc
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from flareseg.datasets.label_mapping import LabelMapping, build_mapping, flare_mapping
-from flareseg.errors import InputError
+from flareseg.errors import FlaresegWarning, InputError
 from flareseg.labels import BY_ID, ORGAN_IDS
 
 CHANNEL_SUFFIX = "_0000"
+
+#: Folder of the unlabelled cases' images, beside ``imagesTr`` (nnU-Net ignores it).
+UNLABELLED_FOLDER = "imagesUnlabelledTr"
+
+
+class OldLayoutWarning(FlaresegWarning):
+    """Unlabelled images stored in ``imagesTr`` (flareseg's layout before ``imagesUnlabelledTr``)."""
+
+
+_warned_old_layout: set[Path] = set()  # dataset folders already warned about in this process
 
 
 @dataclass(frozen=True)
@@ -131,8 +151,14 @@ class DatasetSpec:
         return self.mapping.translate(label)
 
 
-def load_spec(root: str | Path) -> DatasetSpec:
+def load_spec(root: str | Path, warn_old_layout: bool = True) -> DatasetSpec:
     """Read and validate ``dataset.json``.
+
+    Args:
+        root: The dataset folder.
+        warn_old_layout: Warn (:class:`OldLayoutWarning`, once per folder and process) when
+            unlabelled images lie in ``imagesTr``; :func:`flareseg.datasets.check.check_dataset`
+            reports it instead.
 
     Raises:
         InputError: The folder or its ``dataset.json`` is missing or malformed.
@@ -158,8 +184,9 @@ def load_spec(root: str | Path) -> DatasetSpec:
     labels = raw["labels"]
     if not all(isinstance(v, int) for v in labels.values()) or labels.get("background") != 0:
         raise InputError(f"{path}: 'labels' must map names to integer ids, with background = 0")
+    _check_types(raw, path)
     mapping = build_mapping(labels, raw.get("label_mapping"), str(path))
-    return DatasetSpec(
+    spec = DatasetSpec(
         root=root,
         labels=dict(labels),
         file_ending=raw["file_ending"],
@@ -168,6 +195,45 @@ def load_spec(root: str | Path) -> DatasetSpec:
         unlabelled=frozenset(raw.get("unlabelled", [])),
         mapping=mapping,
     )
+    if warn_old_layout:
+        _warn_old_layout(spec)
+    return spec
+
+
+def old_layout_message(spec: DatasetSpec, case_ids: list[str]) -> str:
+    """One line: how many unlabelled images lie in ``imagesTr`` and the command that moves them."""
+    return (f"{spec.root}: {len(case_ids)} unlabelled image(s) in imagesTr/ (flareseg's old layout; nnU-Net v2 "
+            f"wants a label for every image there): move them to {UNLABELLED_FOLDER}/ with "
+            f"`flareseg dataset migrate {spec.root}`")
+
+
+def _warn_old_layout(spec: DatasetSpec) -> None:
+    case_ids = old_layout_case_ids(spec)
+    key = spec.root.resolve()
+    if case_ids and key not in _warned_old_layout:
+        _warned_old_layout.add(key)
+        warnings.warn(old_layout_message(spec, case_ids), OldLayoutWarning, stacklevel=3)
+
+
+def _check_types(raw: dict, path: Path) -> None:
+    """The other fields of ``dataset.json`` have the JSON types they are read as."""
+    def is_int(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    checks = [
+        ("file_ending", isinstance(raw["file_ending"], str) and raw["file_ending"].startswith("."),
+         'a file ending such as ".nii.gz"'),
+        ("numTraining", is_int(raw.get("numTraining", 0)), "a whole number"),
+        ("unlabelled", isinstance(raw.get("unlabelled", []), list)
+         and all(isinstance(case, str) for case in raw.get("unlabelled", [])), "a list of case ids"),
+        ("annotated_classes", isinstance(raw.get("annotated_classes", {}), dict)
+         and all(isinstance(ids, list) and all(is_int(i) for i in ids)
+                 for ids in raw.get("annotated_classes", {}).values()),
+         "an object: case id -> list of label values"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise InputError(f"{path}: {key!r} must be {expected}, got {json.dumps(raw[key])[:80]}")
 
 
 def _annotated_classes(declared: dict, labels: dict[str, int], mapping: LabelMapping,
@@ -201,8 +267,25 @@ def label_case_ids(spec: DatasetSpec) -> list[str]:
     return sorted(p.name[: -len(ending)] for p in folder.glob(f"*{ending}")) if folder.is_dir() else []
 
 
+def unlabelled_image_case_ids(spec: DatasetSpec) -> list[str]:
+    """Case ids of the images in ``imagesUnlabelledTr``, sorted."""
+    suffix = CHANNEL_SUFFIX + spec.file_ending
+    folder = spec.root / UNLABELLED_FOLDER
+    return sorted(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}")) if folder.is_dir() else []
+
+
+def old_layout_case_ids(spec: DatasetSpec) -> list[str]:
+    """Cases declared ``unlabelled`` whose image lies in ``imagesTr`` with no label map (the old layout)."""
+    return sorted(case_id for case_id in spec.unlabelled
+                  if image_path(spec, case_id).is_file() and not label_path(spec, case_id).exists())
+
+
 def image_path(spec: DatasetSpec, case_id: str) -> Path:
     return spec.root / "imagesTr" / f"{case_id}{CHANNEL_SUFFIX}{spec.file_ending}"
+
+
+def unlabelled_image_path(spec: DatasetSpec, case_id: str) -> Path:
+    return spec.root / UNLABELLED_FOLDER / f"{case_id}{CHANNEL_SUFFIX}{spec.file_ending}"
 
 
 def label_path(spec: DatasetSpec, case_id: str) -> Path:
@@ -210,18 +293,57 @@ def label_path(spec: DatasetSpec, case_id: str) -> Path:
 
 
 def list_cases(spec: DatasetSpec) -> list[Case]:
-    """Every case with an image; unlabelled ones have ``label=None``.
+    """Every case with an image, sorted by id; unlabelled ones have ``label=None``.
 
-    Cases whose label file is missing but which are not declared unlabelled are left out;
-    :func:`flareseg.datasets.check.check_dataset` reports them.
+    Labelled cases are the images of ``imagesTr`` with a label map; unlabelled ones the images
+    of ``imagesUnlabelledTr``, and (old layout) images of ``imagesTr`` declared ``unlabelled``.
+    An image of ``imagesTr`` without label map that is not declared unlabelled is left out, and
+    an id with an image in both folders is read from ``imagesTr``;
+    :func:`flareseg.datasets.check.check_dataset` reports both.
     """
     labelled = set(label_case_ids(spec))
-    cases = []
+    cases = {}
+    for case_id in unlabelled_image_case_ids(spec):
+        cases[case_id] = Case(case_id, unlabelled_image_path(spec, case_id), None, ())
     for case_id in image_case_ids(spec):
         if case_id in labelled:
             partial = case_id in spec.annotated_classes
-            cases.append(Case(case_id, image_path(spec, case_id), label_path(spec, case_id),
-                              spec.annotated_for(case_id), partial, spec.mapping))
+            cases[case_id] = Case(case_id, image_path(spec, case_id), label_path(spec, case_id),
+                                  spec.annotated_for(case_id), partial, spec.mapping)
         elif case_id in spec.unlabelled:
-            cases.append(Case(case_id, image_path(spec, case_id), None, ()))
-    return cases
+            cases[case_id] = Case(case_id, image_path(spec, case_id), None, ())
+    return [cases[case_id] for case_id in sorted(cases)]
+
+
+def migrate_unlabelled(root: str | Path) -> list[str]:
+    """Move a dataset to the current layout: unlabelled images from ``imagesTr`` to ``imagesUnlabelledTr``.
+
+    Moves (renames, on the same file system) each image of :func:`old_layout_case_ids`, adds
+    the moved ids to ``unlabelled`` and sets ``numTraining`` to the images left in ``imagesTr``
+    (``dataset.json`` is rewritten atomically, the other keys kept as they are).
+
+    Returns:
+        The moved case ids, sorted (empty when there was nothing to move).
+
+    Raises:
+        InputError: ``dataset.json`` is missing or malformed, or an image of the same name is
+            already in ``imagesUnlabelledTr``.
+    """
+    from flareseg.io.atomic import atomic_write_text
+
+    spec = load_spec(root, warn_old_layout=False)
+    moved = old_layout_case_ids(spec)
+    clashes = [case_id for case_id in moved if unlabelled_image_path(spec, case_id).exists()]
+    if clashes:
+        raise InputError(f"{spec.root}: {UNLABELLED_FOLDER}/ already holds {clashes[0]}{CHANNEL_SUFFIX}"
+                         f"{spec.file_ending}; remove one of the two copies first")
+    if not moved:
+        return []
+    (spec.root / UNLABELLED_FOLDER).mkdir(exist_ok=True)
+    for case_id in moved:
+        os.replace(image_path(spec, case_id), unlabelled_image_path(spec, case_id))
+    raw = json.loads((spec.root / "dataset.json").read_text())
+    raw["unlabelled"] = sorted(set(raw.get("unlabelled", [])) | set(moved))
+    raw["numTraining"] = len(image_case_ids(spec))
+    atomic_write_text(spec.root / "dataset.json", json.dumps(raw, indent=1) + "\n")
+    return moved

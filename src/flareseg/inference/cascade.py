@@ -29,7 +29,7 @@ from flareseg.postprocessing.components import keep_largest_components
 from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
 from flareseg.preprocessing.intensity import intensity_map
 from flareseg.preprocessing.resample import resize
-from flareseg.preprocessing.stage_grid import crop_subsets, margin_box, subset_box
+from flareseg.preprocessing.stage_grid import FOREGROUND, channel_ids, crop_subsets, margin_box, subset_box
 from flareseg.recipes import StageConfig
 
 
@@ -41,9 +41,10 @@ def _run(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm,
 
 
 def run_stage(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm) -> np.ndarray:
-    """One stage's labels (FLARE ids, uint8) on its own grid: the input size, or ``hu`` at the
-    stage's spacing (:mod:`flareseg.inference.inferers`)."""
-    return np.array((0, *stage.labels), dtype=np.uint8)[_run(model, stage, hu, spacing_zyx_mm, labels=True)]
+    """One stage's labels (FLARE ids, uint8; :data:`~flareseg.preprocessing.stage_grid.FOREGROUND`
+    for a ``foreground`` stage) on its own grid: the input size, or ``hu`` at the stage's spacing
+    (:mod:`flareseg.inference.inferers`)."""
+    return channel_ids(stage)[_run(model, stage, hu, spacing_zyx_mm, labels=True)]
 
 
 def stage_logits(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm) -> np.ndarray:
@@ -66,7 +67,7 @@ def labels_on_grid(logits: np.ndarray, stage: StageConfig, shape_zyx) -> np.ndar
         stage: The stage (channel ``i + 1`` is ``stage.labels[i]``).
         shape_zyx: The finer grid's shape (e.g. the crop box on the scan).
     """
-    lookup = np.array((0, *stage.labels), dtype=np.uint8)
+    lookup = channel_ids(stage)
     channels = np.argmax(logits[0], axis=0).astype(np.uint8)
     if tuple(shape_zyx) == channels.shape:
         return lookup[channels]
@@ -115,7 +116,7 @@ def mixed_cells(labels: np.ndarray) -> np.ndarray:
 
 def logits_to_labels(logits: np.ndarray, stage: StageConfig) -> np.ndarray:
     """Argmax over channels of ``[1, C, D, H, W]`` logits, as FLARE ids (uint8 ``[D, H, W]``)."""
-    lookup = np.array((0, *stage.labels), dtype=np.uint8)
+    lookup = channel_ids(stage)
     return lookup[np.argmax(logits[0], axis=0)]
 
 
@@ -134,8 +135,12 @@ def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_m
     ``refined`` when it holds the neighbour, else from the coarse result. When the coarse
     result holds every label, nothing changes.
 
+    A ``foreground`` first stage's result (:data:`~flareseg.preprocessing.stage_grid.FOREGROUND`)
+    gives every crop the same box: its foreground's, with the margin; there is no second chance.
+
     Args:
-        coarse: The coarse stage's labels ``[z, y, x]`` (uint8 FLARE ids) on its own grid.
+        coarse: The coarse stage's labels ``[z, y, x]`` (uint8 FLARE ids, or
+            :data:`~flareseg.preprocessing.stage_grid.FOREGROUND`) on its own grid.
         stage: A ``group`` or ``each`` stage.
         full_shape: The scan's shape ``[z, y, x]``.
         spacing_zyx_mm: The scan's voxel size ``[z, y, x]`` in mm.
@@ -144,6 +149,10 @@ def crop_boxes(coarse: np.ndarray, stage: StageConfig, full_shape, spacing_zyx_m
         second_chance: Search for the labels the coarse result misses.
     """
     present = np.bincount(coarse.ravel(), minlength=256) > 0
+    if present[FOREGROUND]:  # a foreground stage's result: one region that holds every label
+        region = subset_box(coarse, (FOREGROUND,), full_shape)
+        return [(subset, margin_box(region, stage.margin_mm, spacing_zyx_mm, full_shape))
+                for subset in crop_subsets(stage)]
     missing = [label for label in stage.labels if not present[label]] if second_chance else []
     found = organ_boxes(coarse, refined, full_shape) if missing else {}
     searched = search_boxes(missing, found, full_shape, spacing_zyx_mm)
@@ -211,7 +220,7 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
     postprocess = postprocess and recipe.postprocess == "largest_component"
     coarse = run_stage(model, first, hu, spacing_zyx_mm)
     if fine_stages or postprocess:
-        keep_largest_components(coarse, first.labels)  # stray voxels would stretch the crop boxes
+        keep_largest_components(coarse, channel_ids(first)[1:])  # stray voxels would stretch the crop boxes
     out = np.zeros(hu.shape, np.uint8)
     refined = {label for stage in fine_stages for label in stage.labels}
     leftover = [label for label in first.labels if label not in refined]

@@ -194,8 +194,9 @@ def load_model(model_dir: str | Path, backend: str = "auto", device: str = "cpu"
     names = [stage.name for stage in recipe.stages]
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    fallback = None
     if backend == "auto":
-        backend = auto_backend(model_dir, names, device)
+        backend, fallback = auto_backend(model_dir, names, device)
     if backend == "onnx":
         mismatch = onnx_mismatches(model_dir, names)
         if mismatch:
@@ -204,20 +205,21 @@ def load_model(model_dir: str | Path, backend: str = "auto", device: str = "cpu"
         runners = {name: onnx_runner(onnx_path(model_dir, name), threads) for name in names}
     else:
         runners = {stage.name: torch_runner(model_dir, recipe, stage, device, threads) for stage in recipe.stages}
+    if fallback:  # said once the weights have loaded: broken weights are one error, not a warning and an error
+        warnings.warn(fallback, StaleOnnxWarning, stacklevel=2)
     return LoadedModel(model_dir, recipe, runners, backend)
 
 
-def auto_backend(model_dir: Path, stages: list[str], device: str) -> str:
-    """``"onnx"`` on the CPU when the ONNX files match the weights; else ``"torch"``, with a
+def auto_backend(model_dir: Path, stages: list[str], device: str) -> tuple[str, str | None]:
+    """``"onnx"`` on the CPU when the ONNX files match the weights; else ``"torch"``, with the text of a
     :class:`StaleOnnxWarning` when ONNX files are there but do not match."""
     if device != "cpu" or not any(onnx_path(model_dir, name).is_file() for name in stages):
-        return "torch"
+        return "torch", None
     mismatch = onnx_mismatches(model_dir, stages)
     if mismatch:
-        warnings.warn(f"{model_dir}: {mismatch}; running PyTorch instead of onnxruntime (slower); "
-                      f"run `flareseg export-onnx {model_dir}` to use ONNX again", StaleOnnxWarning, stacklevel=3)
-        return "torch"
-    return "onnx"
+        return "torch", (f"{model_dir}: {mismatch}; running PyTorch instead of onnxruntime (slower); "
+                         f"run `flareseg export-onnx {model_dir}` to use ONNX again")
+    return "onnx", None
 
 
 def onnx_runner(path: Path, threads: int | None) -> Runner:
@@ -279,7 +281,7 @@ def stage_network(model_dir: Path, recipe: Recipe, stage):
         raise InputError(f"{path}: unreadable weights for stage {stage.name!r} "
                          f"({str(error).strip().splitlines()[0][:200]})") from None
     network = recipe.stage_network(stage)
-    net = build_network(network.name, network.kwargs, len(stage.labels) + 1)
+    net = build_network(network.name, network.kwargs, stage.channels)
     misfit = state_misfit(state, net.state_dict())
     if misfit:
         raise InputError(f"{path}: weights do not fit the recipe's {network.name} for stage {stage.name!r} ({misfit})")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from flareseg.errors import InputError
+from flareseg.models.dmfnet import AttentionDMFNet
 from flareseg.models.dual_unet import DualDecoderUNet
 from flareseg.models.resunet import ResUNet3D
 from flareseg.models.unet import PlainUNet
 
 NETWORKS: dict[str, Callable[..., Any]] = {
+    "attention_dmfnet": AttentionDMFNet,
     "dual_unet": DualDecoderUNet,
     "resunet3d": ResUNet3D,
     "unet": PlainUNet,

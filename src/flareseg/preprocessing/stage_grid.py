@@ -1,6 +1,7 @@
 """What a stage sees of a scan, shared by training and prediction: its grid (the scan or a crop
-resized to the stage's input size, or resampled to its spacing) and its crops (the crop policy:
-which label subsets get a box, and the margin around it)."""
+resized to the stage's input size, or resampled to its spacing), its crops (the crop policy:
+which label subsets get a box, and the margin around it) and its channels (the class each
+network output channel stands for)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,22 @@ from flareseg.preprocessing.resample import shape_for_spacing
 
 #: Samplers whose input is resized to the stage's input size, whatever the scan's spacing.
 RESIZED = ("whole_resize", "crop_resize")
+#: The value a ``foreground`` stage's result holds where it finds one of its labels (not a class id).
+FOREGROUND = 255
+
+
+def channel_ids(stage) -> np.ndarray:
+    """uint8 ``[stage.channels]``: the value each output channel of a stage stands for in a label
+    map, background 0 first: ``stage.labels``, or :data:`FOREGROUND` for a ``foreground`` stage."""
+    return np.array((0, FOREGROUND) if stage.foreground else (0, *stage.labels), dtype=np.uint8)
+
+
+def annotated_channels(stage, annotated) -> np.ndarray:
+    """bool ``[stage.channels]``: the channels a case annotating the class ids ``annotated`` has
+    labels for (background always); a ``foreground`` stage's only when it annotates all its labels."""
+    if stage.foreground:
+        return np.array([True, all(i in annotated for i in stage.labels)])
+    return np.array([True] + [i in annotated for i in stage.labels])
 
 
 def stage_spacing(stage, scan_spacing_zyx_mm) -> tuple[float, float, float] | None:

@@ -45,7 +45,8 @@ class PreprocessConfig:
 
 
 #: Defaults of the registered networks' shape arguments (a test keeps them equal to the classes').
-NETWORK_DEFAULTS = {"dual_unet": {"levels": 5, "spatial_dims": 2}, "resunet3d": {"levels": 4, "spatial_dims": 3},
+NETWORK_DEFAULTS = {"attention_dmfnet": {"levels": 4, "spatial_dims": 3},
+                    "dual_unet": {"levels": 5, "spatial_dims": 2}, "resunet3d": {"levels": 4, "spatial_dims": 3},
                     "unet": {"levels": 7, "spatial_dims": 2}}
 
 
@@ -71,14 +72,28 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class PseudoLossConfig:
+    """The loss of the labels a teacher filled in (:func:`flareseg.training.losses.pseudo_label_loss`):
+    a loss by name, usually one robust to wrong labels (``gce``, ``sce``, ``beta_ce``), its keyword
+    arguments and its weight (>= 0) against the loss of the cases' own labels."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class LossConfig:
-    """A loss by name (:data:`flareseg.training.losses.LOSSES`: ``dice_ce``, ``dice``) with its
-    keyword arguments; ``deep_supervision`` weighs the outputs of a deep-supervised network
-    (:func:`flareseg.training.losses.build_loss`)."""
+    """A loss by name (:data:`flareseg.training.losses.LOSSES`: ``dice_ce``, ``dice``, ``gce``,
+    ``sce``, ``beta_ce``) with its keyword arguments; ``deep_supervision`` weighs the outputs of a
+    deep-supervised network (:func:`flareseg.training.losses.build_loss`). ``pseudo``, when given,
+    trains what a teacher filled in (phases with ``pseudo_labels: true``) with a loss and weight of
+    its own; the cases' own labels keep this loss. None: pseudo-labels train as real labels."""
 
     name: str = "dice_ce"
     kwargs: dict[str, Any] = field(default_factory=dict)
     deep_supervision: bool = False
+    pseudo: PseudoLossConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +113,8 @@ class PhaseConfig:
             (:data:`flareseg.datasets.layout.LABEL_PATTERNS`: ``all_organs``, ``some_organs``,
             ``organs_lesion``, ``lesion_only``, ``unlabelled``); empty: every labelled case.
         pseudo_labels: Fill what a case does not annotate (all of an unlabelled case) with a
-            teacher model's prediction (``flareseg train --teacher MODEL_DIR``).
+            teacher model's prediction (``flareseg train --teacher MODEL_DIR``); ``train.loss.pseudo``
+            may train those labels with a loss and weight of their own.
     """
 
     epochs: int
@@ -142,6 +158,12 @@ class StageConfig:
             and ``spacing_mm`` (:func:`resolve_sampler`).
         phases: Training phases (:class:`PhaseConfig`); empty: one phase of ``epochs`` with
             the ``train`` settings.
+        foreground: Learn and predict ``labels`` as one class, "any of them" (two output
+            channels: background, foreground), to find the region that holds them: only the
+            first stage may, and the stages after it must refine every one of its labels. Its
+            result only places their crops: one box around the whole foreground, for every
+            crop (:func:`flareseg.inference.cascade.crop_boxes`). It trains on the cases that
+            annotate all of its labels.
     """
 
     name: str
@@ -154,6 +176,12 @@ class StageConfig:
     network: NetworkConfig | None = None
     sampler: str | None = None
     phases: tuple[PhaseConfig, ...] = ()
+    foreground: bool = False
+
+    @property
+    def channels(self) -> int:
+        """Network output channels, background included: one per label, or two (``foreground``)."""
+        return 2 if self.foreground else len(self.labels) + 1
 
 
 @dataclass(frozen=True)
@@ -228,7 +256,7 @@ _OPTIMIZERS = ("adamw", "sgd")
 _NORMALIZATIONS = ("window", "zscore")
 _POSTPROCESS = ("largest_component", "none")
 #: flareseg.training.losses.LOSSES (a test keeps the two equal).
-_LOSSES = ("dice_ce", "dice")
+_LOSSES = ("dice_ce", "dice", "gce", "sce", "beta_ce")
 #: Network arguments a phase may override: they switch behaviour and keep the parameters.
 _PARAMETER_FREE = {"skip", "deep_supervision"}
 #: flareseg.datasets.layout.LABEL_PATTERNS, not imported so that loading a recipe reads no dataset
@@ -262,8 +290,8 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
             raise InputError(f"unknown recipe {name_or_path!r}; built-in recipes: {', '.join(builtin_recipes())}")
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise InputError(f"{path}: cannot read recipe: {error}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise InputError(f"{path}: cannot read recipe: {' '.join(str(error).split())}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: a recipe is a YAML mapping")
     if overrides:
@@ -317,6 +345,8 @@ def _train(data: Any, where: str) -> TrainConfig:
         if loss.get("name", "dice_ce") != "dice_ce":
             raise InputError(f"{where}: dice_weight and ce_weight belong to the dice_ce loss")
         loss["kwargs"] = {**weights, **(loss.get("kwargs") or {})}
+    if loss.get("pseudo") is not None:
+        loss["pseudo"] = _build(PseudoLossConfig, loss["pseudo"], f"{where}: loss: pseudo")
     data["loss"] = _build(LossConfig, loss, f"{where}: loss")
     return _build(TrainConfig, data, where)
 
@@ -325,6 +355,8 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
     """Build and validate a recipe from plain data (as read from YAML)."""
     known = {f.name for f in dataclasses.fields(Recipe)}
     _reject_unknown(data, known, source)
+    if not isinstance(data.get("stages", []), list):
+        raise InputError(f"{source}: stages must be a list of stages, got {data['stages']!r}")
     try:
         network = _build(NetworkConfig, data.get("network", {}), f"{source}: network")
         recipe = Recipe(
@@ -344,7 +376,8 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """Plain data (lists, dicts, numbers) that ``recipe_from_dict`` reads back to an equal recipe;
-    a stage's ``sampler``, ``network`` and ``phases`` only where they are not the defaults."""
+    a stage's ``sampler``, ``network`` and ``phases``, and the loss's ``pseudo``, only where they
+    are not the defaults."""
     def plain(value):
         if isinstance(value, (tuple, list)):
             return [plain(v) for v in value]
@@ -356,9 +389,11 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     for stage, stage_data in zip(recipe.stages, data["stages"]):  # what a stage leaves to the defaults
         if stage.sampler == resolve_sampler(dataclasses.replace(stage, sampler=None), stage.network or recipe.network):
             del stage_data["sampler"]
-        for key in ("network", "phases"):
+        for key in ("network", "phases", "foreground"):
             if not stage_data[key]:
                 del stage_data[key]
+    if data["train"]["loss"]["pseudo"] is None:
+        del data["train"]["loss"]["pseudo"]
     return data
 
 
@@ -409,11 +444,13 @@ def _validate(recipe: Recipe, source: str) -> None:
                 raise InputError(f"{where}: spacing_mm must be three voxel sizes in mm (0, 50] (or null: the "
                                  f"scan's; the first may be 'isotropic'), got {spacing!r}")
         _validate_stage_network(recipe, stage, where)
+    _validate_foreground(recipe, source)
     train = recipe.train
     if train.optimizer not in _OPTIMIZERS:
         raise InputError(f"{source}: train.optimizer must be one of {_OPTIMIZERS}, got {train.optimizer!r}")
     if train.loss.name not in _LOSSES or not isinstance(train.loss.kwargs, dict):
         raise InputError(f"{source}: train.loss names one of {_LOSSES} with kwargs as a mapping, got {train.loss!r}")
+    _validate_pseudo_loss(recipe, source)
     if not (_is_number(train.learning_rate) and train.learning_rate > 0):
         raise InputError(f"{source}: train.learning_rate must be a number > 0, got {train.learning_rate!r}")
     if train.grad_clip is not None and not (_is_number(train.grad_clip) and train.grad_clip > 0):
@@ -432,6 +469,18 @@ def _validate(recipe: Recipe, source: str) -> None:
                          f"got {train.augment!r}")
     if not 0 <= train.val_fraction < 1:
         raise InputError(f"{source}: train.val_fraction must be in [0, 1)")
+
+
+def _validate_pseudo_loss(recipe: Recipe, source: str) -> None:
+    pseudo = recipe.train.loss.pseudo
+    if pseudo is None:
+        return
+    if pseudo.name not in _LOSSES or not isinstance(pseudo.kwargs, dict) or not (
+            _is_number(pseudo.weight) and pseudo.weight >= 0):
+        raise InputError(f"{source}: train.loss.pseudo names one of {_LOSSES} with kwargs as a mapping and a "
+                         f"weight >= 0, got {pseudo!r}")
+    if not any(phase.pseudo_labels for stage in recipe.stages for phase in stage.phases):
+        raise InputError(f"{source}: train.loss.pseudo trains pseudo-labels, but no phase has pseudo_labels: true")
 
 
 def _is_size(value) -> bool:
@@ -513,3 +562,19 @@ def _validate_stage_network(recipe: Recipe, stage: StageConfig, where: str) -> N
                              f"pseudo_labels true or false, got {list(phase.cases)} and {phase.pseudo_labels!r}")
         if "unlabelled" in phase.cases and not phase.pseudo_labels:
             raise InputError(f"{where}: phase {index + 1}: unlabelled cases train only with pseudo_labels: true")
+
+
+def _validate_foreground(recipe: Recipe, source: str) -> None:
+    """A ``foreground`` stage is the first, and the stages after it refine all of its labels."""
+    for index, stage in enumerate(recipe.stages):
+        where = f"{source}: stage {stage.name!r}"
+        if not isinstance(stage.foreground, bool):
+            raise InputError(f"{where}: foreground must be true or false, got {stage.foreground!r}")
+        if not stage.foreground:
+            continue
+        refined = {label for later in recipe.stages[index + 1:] for label in later.labels}
+        if index or not set(stage.labels) <= refined:
+            raise InputError(f"{where}: a foreground stage must be the first, and later stages must refine all "
+                             f"of its labels (missing: {sorted(set(stage.labels) - refined)})")
+        if any(phase.pseudo_labels for phase in stage.phases):  # its channels are not per class
+            raise InputError(f"{where}: a foreground stage does not train on pseudo-labels yet")

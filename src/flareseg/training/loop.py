@@ -29,7 +29,7 @@ from flareseg.preprocessing.intensity import intensity_map
 from flareseg.recipes import PhaseConfig, Recipe, StageConfig, TrainConfig
 from flareseg.training.augment import KINDS, augment_pair, build_augmentation
 from flareseg.training.log import write_log
-from flareseg.training.losses import build_loss
+from flareseg.training.losses import build_recipe_loss
 from flareseg.training.patches import cut_field_of_view, foreground_voxel, random_patch
 from flareseg.training.samples import Sample
 
@@ -78,6 +78,15 @@ def make_batch(samples: list[Sample], indices, compose, device: str, patch=None)
         sets[row, :len(samples[i].sets)] = samples[i].sets
     return (torch.from_numpy(np.stack(images)).to(device), torch.from_numpy(np.stack(targets)).to(device),
             torch.from_numpy(annotated).to(device), torch.from_numpy(sets).to(device))
+
+
+def batch_own_annotated(samples: list[Sample], indices, device: str) -> torch.Tensor | None:
+    """``[B, C]`` bool: the channels each sample's case annotates itself (``Sample.own_annotated``,
+    else all of its ``annotated``); None when no sample of the batch holds pseudo-labels."""
+    if all(samples[i].own_annotated is None for i in indices):
+        return None
+    own = [samples[i].annotated if samples[i].own_annotated is None else samples[i].own_annotated for i in indices]
+    return torch.from_numpy(np.stack(own)).to(device)
 
 
 def forced_foreground(row: int, batch_size: int, share: float) -> bool:
@@ -181,11 +190,11 @@ def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe,
 
     bar = tqdm(range(train.iterations_per_epoch), desc=desc, unit="it", leave=False, disable=not options.progress)
     for _ in bar:
-        x, y, annotated, sets = make_batch(samples, rng.integers(len(samples), size=train.batch_size), compose,
-                                           options.device, patch)
+        indices = rng.integers(len(samples), size=train.batch_size)
+        x, y, annotated, sets = make_batch(samples, indices, compose, options.device, patch)
         with _autocast(options.device):
             outputs = net(x)
-        loss = loss_fn(outputs, y, annotated, sets)
+        loss = loss_fn(outputs, y, annotated, sets, batch_own_annotated(samples, indices, options.device))
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -231,7 +240,7 @@ def make_optimizer(parameters, phase: PhaseConfig, train: TrainConfig) -> torch.
 
 def _phase_network(recipe: Recipe, stage: StageConfig, phase: int, device: str, weights: dict | None = None):
     network = recipe.stage_network(stage, phase)
-    net = build_network(network.name, network.kwargs, len(stage.labels) + 1).to(device)
+    net = build_network(network.name, network.kwargs, stage.channels).to(device)
     if weights is not None:
         net.load_state_dict(weights)  # strict: a phase's overrides must keep the parameters
     return net
@@ -250,7 +259,7 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
         torch.set_num_threads(options.threads)
     train = recipe.train
     phases = recipe.phases(stage)
-    loss_fn = build_loss(train.loss.name, train.loss.kwargs, train.loss.deep_supervision)
+    loss_fn = build_recipe_loss(train.loss)
     intensity = intensity_map(recipe.preprocess)
     state = {"phase": 0, "epoch": 0, "best_score": -math.inf, "best_net": None, "history": []}
     resumed = options.resume and (folder / CHECKPOINT).is_file()
@@ -260,7 +269,8 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
     torch.manual_seed(train.seed + stage_index)  # the same initial weights on every run
     net = _phase_network(recipe, stage, state["phase"], options.device, state.get("net") if resumed else None)
     validation = val_samples or train_samples
-    channels = len(stage.labels) + 1
+    channels = stage.channels
+    names = ["foreground"] if stage.foreground else [label_name(i) for i in stage.labels]
     first_phase = state["phase"]
     for index in range(first_phase, len(phases)):
         phase = phases[index]
@@ -285,7 +295,7 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
             dice = validation_dice(net, validation, channels, options.device, multiple, intensity.air, stage.sampler)
             score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
             row = {"phase": index + 1, "epoch": epoch + 1, "lr": rate, "train_loss": loss, "val_dice_mean": score}
-            row.update({f"val_dice_{label_name(i)}": float(d) for i, d in zip(stage.labels, dice[1:])})
+            row.update({f"val_dice_{name}": float(d) for name, d in zip(names, dice[1:])})
             row["seconds"] = time.perf_counter() - start
             state["history"].append(row)
             if last and score > state["best_score"]:

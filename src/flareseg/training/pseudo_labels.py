@@ -20,7 +20,9 @@ from flareseg.datasets.layout import Case
 from flareseg.inference.model import LoadedModel, weights_path
 from flareseg.io import read_ct
 from flareseg.preprocessing.orientation import to_canonical
-from flareseg.training.samples import read_case
+from flareseg.preprocessing.stage_grid import annotated_channels
+from flareseg.recipes import StageConfig
+from flareseg.training.samples import Sample, read_case
 
 
 def teacher_key(model: LoadedModel) -> str:
@@ -60,6 +62,14 @@ def pseudo_labelled(case: Case, model: LoadedModel):
     fill = (label == 0) & np.isin(predicted, missing)
     label[fill] = predicted[fill]
     return hu, label, spacing
+
+
+def mark_own_annotation(samples: list[Sample], stage: StageConfig, originals: dict[str, Case]) -> list[Sample]:
+    """Pseudo-labelled samples of ``stage`` with their ``own_annotated``: the stage channels (and
+    background) that their case, ``originals[case_id]``, annotates itself; the rest of their
+    ``annotated`` holds the teacher's classes, which a recipe's ``train.loss.pseudo`` trains apart."""
+    return [dataclasses.replace(sample, own_annotated=annotated_channels(stage, originals[sample.case_id].annotated)
+                                & sample.annotated) for sample in samples]
 
 
 def pseudo_signature(originals: dict[str, Case]):

@@ -30,7 +30,8 @@ from flareseg.preprocessing.crop import crop
 from flareseg.preprocessing.intensity import intensity_map
 from flareseg.preprocessing.orientation import align_to, to_canonical
 from flareseg.preprocessing.resample import resize
-from flareseg.preprocessing.stage_grid import RESIZED, crop_subsets, margin_box, stage_shape, subset_box
+from flareseg.preprocessing.stage_grid import (RESIZED, annotated_channels, crop_subsets, margin_box, stage_shape,
+                                               subset_box)
 from flareseg.recipes import Recipe, StageConfig
 from flareseg.training.patches import axial_slab
 
@@ -44,11 +45,17 @@ MIN_RESIZED_SLICES = 4
 
 @dataclass(frozen=True)
 class Sample:
+    """One stage sample (see the module's description). ``own_annotated`` (bool ``[C]``), set on
+    pseudo-labelled samples only, holds the channels the case annotates itself; the others of
+    ``annotated`` are a teacher's (:func:`flareseg.training.pseudo_labels.mark_own_annotation`).
+    None: the case annotates all of ``annotated`` itself."""
+
     case_id: str
     image: np.ndarray
     label: np.ndarray
     annotated: np.ndarray
     sets: np.ndarray
+    own_annotated: np.ndarray | None = None
 
 
 def stage_key(recipe: Recipe, stage: StageConfig, crops_per_case: int) -> str:
@@ -56,7 +63,8 @@ def stage_key(recipe: Recipe, stage: StageConfig, crops_per_case: int) -> str:
     text = json.dumps([CACHE_VERSION, dataclasses.asdict(recipe.preprocess), stage.labels, stage.size_zyx,
                        stage.crop, stage.margin_mm, recipe.train.crop_jitter_mm, recipe.train.seed, crops_per_case,
                        stage.sampler, stage.spacing_mm]
-                      + ([recipe.train.augment.get("field_of_view", 0.0)] if stage.crop != "whole" else []),
+                      + ([recipe.train.augment.get("field_of_view", 0.0)] if stage.crop != "whole" else [])
+                      + (["foreground"] if stage.foreground else []),
                       default=list)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -83,11 +91,12 @@ def read_case(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float, f
 
 
 def channel_lookup(stage: StageConfig, annotated: tuple[int, ...]) -> np.ndarray:
-    """uint8 table: FLARE id -> stage channel (0 for other classes and unannotated ones)."""
+    """uint8 table: FLARE id -> stage channel (0 for other classes and unannotated ones; 1 for
+    every label of a ``foreground`` stage)."""
     lookup = np.zeros(256, np.uint8)
     for channel, class_id in enumerate(stage.labels, start=1):
         if class_id in annotated:
-            lookup[class_id] = channel
+            lookup[class_id] = 1 if stage.foreground else channel
     return lookup
 
 
@@ -99,7 +108,7 @@ def merged_targets(stage: StageConfig, annotated: tuple[int, ...], merged: dict[
     and, when some member lies outside them, for background too. A set of one channel is that
     channel; a larger set ``j`` becomes target ``C + j``. ``lookup`` is updated in place.
     """
-    channels = len(stage.labels) + 1
+    channels = stage.channels
     sets = []
     for code, members in sorted(merged.items()):
         chosen = {int(lookup[i]) for i in members if i in stage.labels and i in annotated}
@@ -115,16 +124,17 @@ def merged_targets(stage: StageConfig, annotated: tuple[int, ...], merged: dict[
 
 def case_samples(hu, label, spacing_zyx_mm, case: Case, stage: StageConfig, recipe: Recipe,
                  rng: np.random.Generator, crops_per_case: int) -> list[Sample]:
-    """The samples of one case for one stage (none when the case annotates none of its classes)."""
+    """The samples of one case for one stage (none when the case annotates none of its classes, or
+    not all of them for a ``foreground`` stage)."""
     annotated_ids = tuple(i for i in stage.labels if i in case.annotated)
+    annotated = annotated_channels(stage, annotated_ids)
     resized = stage.sampler in RESIZED
-    if not annotated_ids or (resized and min(hu.shape) < MIN_RESIZED_SLICES):
+    if not annotated[1:].any() or (resized and min(hu.shape) < MIN_RESIZED_SLICES):
         return []
     lookup = channel_lookup(stage, annotated_ids)
     present = np.bincount(label.ravel(), minlength=256) > 0
     merged = {code: members for code, members in case.mapping.merged.items() if present[code]}  # drawn in this case
     sets = merged_targets(stage, annotated_ids, merged, lookup)
-    annotated = np.array([True] + [i in annotated_ids for i in stage.labels])
     normalise = intensity_map(recipe.preprocess).apply
 
     def make(hu_part, label_part):

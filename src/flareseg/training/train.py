@@ -30,6 +30,7 @@ from flareseg.labels import label_name
 from flareseg.preprocessing.intensity import foreground_statistics, sample_foreground
 from flareseg.recipes import Recipe, recipe_from_dict, recipe_to_dict
 from flareseg.training.loop import RunOptions, save_torch, train_stage
+from flareseg.training.losses import build_recipe_loss
 from flareseg.training.samples import cache_samples, load_samples, read_case
 
 
@@ -117,8 +118,10 @@ def phase_cases(recipe: Recipe, stage, split: Split, unlabelled: list[Case]) -> 
 def pseudo_samples(cases: list[Case], recipe: Recipe, teacher, cache: Path, progress: bool = True):
     """Cache the stage samples of ``cases`` pseudo-labelled by ``teacher`` (each case predicted once
     for all stages, cached by teacher and by what the case itself annotates); returns
-    ``stage -> samples``, each stage's loaded once."""
-    from flareseg.training.pseudo_labels import pseudo_reader, pseudo_signature, teacher_key, with_teacher_classes
+    ``stage -> samples``, each stage's loaded once, marked with what their case annotates itself
+    (:func:`flareseg.training.pseudo_labels.mark_own_annotation`)."""
+    from flareseg.training.pseudo_labels import (mark_own_annotation, pseudo_reader, pseudo_signature, teacher_key,
+                                                 with_teacher_classes)
 
     filled = [with_teacher_classes(case, teacher) for case in cases]
     originals = {case.case_id: case for case in cases}
@@ -128,7 +131,7 @@ def pseudo_samples(cases: list[Case], recipe: Recipe, teacher, cache: Path, prog
 
     def samples(stage):
         if stage.name not in loaded:
-            loaded[stage.name] = load_samples(filled, folders[stage.name])
+            loaded[stage.name] = mark_own_annotation(load_samples(filled, folders[stage.name]), stage, originals)
         return loaded[stage.name]
 
     return samples
@@ -161,6 +164,7 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
     for stage in recipe.stages:  # fail before writing anything
         if not any(set(stage.labels) & set(case.annotated) for case in split.train):
             raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
+    build_recipe_loss(recipe.train.loss)  # a loss argument it does not take, or out of its range
     unlabelled = [case for case in cases if case.label is None]
     chosen = {stage.name: phase_cases(recipe, stage, split, unlabelled) for stage in recipe.stages}
     pseudo_cases = {case.case_id: case for stage in recipe.stages
@@ -177,12 +181,12 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
 
         teacher_model = load_model(teacher, device=options.device)
     recipe = with_statistics(recipe, split.train, out_dir, options.resume, options.progress)
-    prepare_output(out_dir, recipe, options.resume)
     cache = Path(cache_dir) if cache_dir else out_dir / "training" / "cache"
     folders = cache_samples(split.train + split.val, recipe, cache, progress=options.progress)
     pseudo = None
     if teacher_model is not None:
         pseudo = pseudo_samples(list(pseudo_cases.values()), recipe, teacher_model, cache, options.progress)
+    prepare_output(out_dir, recipe, options.resume)  # after every case was read: a bad one leaves no run behind
     for index, stage in enumerate(recipe.stages):
         if options.resume and weights_path(out_dir, stage.name).is_file():
             continue
