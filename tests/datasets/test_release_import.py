@@ -323,3 +323,13 @@ def test_check_reports_a_case_in_both_image_folders_and_a_label_of_an_unlabelled
     errors = {p.case_id: p.message for p in check_dataset(old_layout, progress=False).errors}
     assert "image in both imagesTr/ and imagesUnlabelledTr/" in errors["full"]
     assert f"has no image in imagesTr (its image is in {UNLABELLED_FOLDER}/" in errors["scan"]
+
+
+def test_migrate_keeps_a_relative_link_pointing_at_its_file(old_layout, capsys):
+    image = old_layout / "imagesTr" / "scan_0000.nii.gz"
+    image.rename(old_layout / "scan_source.nii.gz")
+    image.symlink_to("../scan_source.nii.gz")  # relative, from imagesTr/
+    code, _, _ = _run(capsys, "dataset", "migrate", old_layout)
+    moved = old_layout / UNLABELLED_FOLDER / "scan_0000.nii.gz"
+    assert code == 0 and moved.resolve() == (old_layout / "scan_source.nii.gz").resolve()
+    assert check_dataset(old_layout, progress=False).errors == []

@@ -245,3 +245,13 @@ def test_what_counts_as_a_folder_of_scans(tmp_path, data_dir, tiny_model, capsys
     assert [case["case"] for case in _summary(out)["cases"]] == ["series", "small"]
     warnings = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(warnings) == 1 and warnings[0].startswith("flareseg: warning:") and "again.dcm" in warnings[0]
+
+
+def test_two_names_for_one_file_are_two_cases(tmp_path, data_dir):
+    from flareseg.inference.cases import collect_cases
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "p1_0000.nii.gz").symlink_to(data_dir / "ts_example" / "example_ct_sm.nii.gz")
+    (folder / "p2_0000.nii.gz").symlink_to(data_dir / "ts_example" / "example_ct_sm.nii.gz")
+    assert [case.name for case in collect_cases([folder, folder / "p1_0000.nii.gz"])] == ["p1", "p2"]

@@ -24,6 +24,7 @@ def test_case_instability_is_the_winners_mean_of_changed_over_later_foreground()
     assert case_instability(STABLE) == 0.0
     assert case_instability(FLIPPING) == pytest.approx((8 / 4 + 8 / 4) / 2)
     assert case_instability(_rounds([1, 0], [0, 0])) == np.inf
+    assert case_instability(_rounds([0, 0], [0, 0])) == np.inf  # found nothing: not "stable"
     with pytest.raises(ValueError):
         case_instability(STABLE[:1])
 

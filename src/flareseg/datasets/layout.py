@@ -341,7 +341,12 @@ def migrate_unlabelled(root: str | Path) -> list[str]:
         return []
     (spec.root / UNLABELLED_FOLDER).mkdir(exist_ok=True)
     for case_id in moved:
-        os.replace(image_path(spec, case_id), unlabelled_image_path(spec, case_id))
+        source, target = image_path(spec, case_id), unlabelled_image_path(spec, case_id)
+        if source.is_symlink():  # a relative link would point elsewhere from its new folder
+            target.symlink_to(source.resolve())
+            source.unlink()
+        else:
+            os.replace(source, target)
     raw = json.loads((spec.root / "dataset.json").read_text())
     raw["unlabelled"] = sorted(set(raw.get("unlabelled", [])) | set(moved))
     raw["numTraining"] = len(image_case_ids(spec))

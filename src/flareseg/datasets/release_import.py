@@ -477,7 +477,7 @@ def import_release(source: str | Path, out: str | Path, options: ImportOptions |
             override, or files that cannot be linked.
     """
     options = options or ImportOptions()
-    source, out = Path(source), Path(out)
+    source, out = Path(source), Path(out).absolute()  # "." has no name to build a sibling folder from
     release = find_release(source, options.layout)
     if options.groups and release.layout != "flare23":
         raise InputError(f"group overrides apply to flare23 releases; this is {release.layout}, whose cases are "

@@ -97,7 +97,7 @@ def collect_cases(inputs: Sequence[Path]) -> list[Case]:
         InputError: An input does not exist, or a folder or list holds no scan.
     """
     cases: list[Case] = []
-    seen: set[tuple[Path, int | None]] = set()
+    seen: set[tuple[str, Path, int | None]] = set()
     for path in inputs:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
@@ -106,7 +106,7 @@ def collect_cases(inputs: Sequence[Path]) -> list[Case]:
             raise InputError(f"{path}: no CT files (.nii.gz, .nii, .nrrd, .mha) or DICOM folders")
         for scan in scans:
             for case in scan_cases(scan):
-                key = (case.input.resolve(), case.acquisition)
+                key = (case.name, case.input.resolve(), case.acquisition)
                 if key not in seen:  # the same scan named twice is segmented once
                     seen.add(key)
                     cases.append(case)

@@ -34,3 +34,20 @@ def write_dicom_file(dataset: pydicom.Dataset, path: Path) -> Path:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
             raise InputError(f"{path}: cannot write ({reason})") from None
     return path
+
+
+def build_and_write(build, mask, series_folder: Path, path: Path, acquisition: int | None = None) -> Path:
+    """Build a DICOM output of ``mask`` from the headers of the CT slices it lies on (``build(mask,
+    sources)``) and write it atomically; a header the output needs but the slices lack is one
+    InputError, not a traceback."""
+    from flareseg.io.dicom_grid import source_slices
+
+    sources = source_slices(Path(series_folder), mask.geometry, acquisition)
+    try:
+        dataset = build(mask, sources)
+    except InputError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise InputError(f"{series_folder}: cannot build the DICOM output from these slices "
+                         f"({type(error).__name__}: {error})") from None
+    return write_dicom_file(dataset, Path(path))

@@ -18,10 +18,8 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 import flareseg
-from flareseg.errors import InputError
 from flareseg.io.dicom_codes import CLASS_CODES, classes_present
-from flareseg.io.dicom_file import write_dicom_file
-from flareseg.io.dicom_grid import source_slices
+from flareseg.io.dicom_file import build_and_write
 from flareseg.io.volume import Volume
 from flareseg.labels import BY_ID
 
@@ -46,15 +44,8 @@ def write_dicom_seg(mask: Volume, series_folder: Path, path: Path, acquisition: 
             FLARE class (a SEG needs at least one segment) or a value that is not one, or the
             file cannot be written.
     """
-    sources = source_slices(Path(series_folder), mask.geometry, acquisition)
-    try:
-        dataset = segmentation(mask.array, sources)
-    except InputError:
-        raise
-    except (AttributeError, KeyError, TypeError, ValueError) as error:  # a header the DICOM standard needs
-        raise InputError(f"{series_folder}: cannot build the DICOM output from these slices "
-                         f"({type(error).__name__}: {error})") from None
-    return write_dicom_file(dataset, Path(path))
+    return build_and_write(lambda volume, sources: segmentation(volume.array, sources), mask, series_folder, path,
+                           acquisition)
 
 
 def segmentation(labels: np.ndarray, sources: Sequence[pydicom.Dataset]) -> hd.seg.Segmentation:

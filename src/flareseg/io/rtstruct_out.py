@@ -24,10 +24,9 @@ from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_
 from scipy import ndimage
 
 import flareseg
-from flareseg.errors import InputError
 from flareseg.io.dicom_codes import CLASS_CODES, classes_present
-from flareseg.io.dicom_file import write_dicom_file
-from flareseg.io.dicom_grid import index_to_lps, source_slices
+from flareseg.io.dicom_file import build_and_write
+from flareseg.io.dicom_grid import index_to_lps
 from flareseg.io.polygons import mask_polygons
 from flareseg.io.volume import Geometry, Volume
 from flareseg.labels import BY_ID
@@ -55,15 +54,7 @@ def write_rtstruct(mask: Volume, series_folder: Path, path: Path, acquisition: i
             FLARE class (refused as by the SEG writer, so both outputs agree) or a value that is
             not one, or the file cannot be written.
     """
-    sources = source_slices(Path(series_folder), mask.geometry, acquisition)
-    try:
-        dataset = structure_set(mask, sources)
-    except InputError:
-        raise
-    except (AttributeError, KeyError, TypeError, ValueError) as error:  # a header the DICOM standard needs
-        raise InputError(f"{series_folder}: cannot build the DICOM output from these slices "
-                         f"({type(error).__name__}: {error})") from None
-    return write_dicom_file(dataset, Path(path))
+    return build_and_write(structure_set, mask, series_folder, path, acquisition)
 
 
 def structure_set(mask: Volume, sources: Sequence[pydicom.Dataset]) -> Dataset:

@@ -124,7 +124,8 @@ def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int 
     ending = load_spec(dataset).file_ending
     for case in tqdm(cases, desc=f"pseudo-labels, round {number}", unit="case", disable=not progress):
         path = folder / f"{case.case_id}{ending}"
-        if case.case_id in provenance["cases"] and _complete(path):
+        done_before = provenance["cases"].get(case.case_id)
+        if done_before and done_before.get("annotated") == list(case.annotated) and _complete(path):
             report.kept.append(case.case_id)
             continue
         start = time.perf_counter()

@@ -32,7 +32,8 @@ from flareseg.training.pseudo_rounds import PSEUDO_FOLDER, read_provenance, roun
 
 def case_instability(rounds: Sequence[np.ndarray]) -> float:
     """The FLARE22 winner's score of one case: the mean over consecutive rounds ``r-1, r`` of
-    ``sum(P[r-1] != P[r]) / sum(P[r] > 0)``; ``inf`` when a later round has no foreground.
+    ``sum(P[r-1] != P[r]) / sum(P[r] > 0)``; ``inf`` when a later round has no foreground (the
+    winner's 0/0: a teacher that finds nothing is ranked least stable, never most).
 
     Args:
         rounds: The case's pseudo-label maps of rounds 1, 2, ... (same shape), at least two.
@@ -43,7 +44,7 @@ def case_instability(rounds: Sequence[np.ndarray]) -> float:
     for earlier, later in zip(rounds, rounds[1:]):
         foreground = np.count_nonzero(later)
         changed = np.count_nonzero(earlier != later)
-        scores.append(changed / foreground if foreground else (0.0 if not changed else np.inf))
+        scores.append(changed / foreground if foreground else np.inf)  # nothing found: nothing to trust
     return float(np.mean(scores))
 
 
@@ -114,7 +115,8 @@ def score_rounds(dataset: Path, rounds: Sequence[int] | None = None) -> tuple[di
     common = sorted(set.intersection(*finished))
     scores, class_scores = {}, {}
     for case in common:
-        maps = [read_volume(next(folder.glob(f"{case}.*"))).array for folder in folders]
+        paths = [next(iter(sorted(folder.glob(f"{case}.*"))), folder / f"{case}.nii.gz") for folder in folders]
+        maps = [read_volume(path).array for path in paths]  # a missing or broken file: an InputError naming it
         scores[case] = case_instability(maps)
         class_scores[case] = class_instability(maps, [label.id for label in LABELS])
     return scores, class_scores
@@ -122,7 +124,7 @@ def score_rounds(dataset: Path, rounds: Sequence[int] | None = None) -> tuple[di
 
 def write_selection(dataset: Path, selection: Selection, scores: Mapping[str, float],
                     class_scores: Mapping[str, Mapping[int, float]], settings: Mapping) -> Path:
-    """``pseudoLabelsTr/selection.json`` (what training reads) and ``selection.csv`` (a row per case:
+    """``pseudoLabelsTr/selection.json`` (the kept and dropped cases and classes) and ``selection.csv`` (a row per case:
     score, rank, kept, dropped classes)."""
     root = Path(dataset) / PSEUDO_FOLDER
     ranked = selection.kept + selection.dropped

@@ -87,6 +87,8 @@ PARAMETER_RANGES: dict[str, tuple[str, Callable[[object], bool]]] = {
     "q": ("a number in (0, 1]", lambda v: _number(v) and 0 < v <= 1),
     "beta": ("a number > 0", lambda v: _number(v) and v > 0),
     "rce_weight": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "ce_weight": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "dice_weight": ("a number >= 0", lambda v: _number(v) and v >= 0),
     "log_zero": ("a number < 0", lambda v: _number(v) and v < 0),
 }
 

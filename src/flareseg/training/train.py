@@ -28,6 +28,7 @@ from flareseg.inference.model import (
 from flareseg.io.atomic import atomic_write_text
 from flareseg.labels import label_name
 from flareseg.preprocessing.intensity import foreground_statistics, sample_foreground
+from flareseg.preprocessing.stage_grid import annotated_channels
 from flareseg.recipes import Recipe, recipe_from_dict, recipe_to_dict
 from flareseg.training.loop import RunOptions, save_torch, train_stage
 from flareseg.training.losses import build_recipe_loss
@@ -52,6 +53,17 @@ def split_cases(cases: list[Case], val_fraction: float, seed: int) -> Split:
     order = np.random.default_rng(seed).permutation(len(labelled))
     val_ids = {labelled[i].case_id for i in order[:n_val]}
     return Split([c for c in labelled if c.case_id not in val_ids], [c for c in labelled if c.case_id in val_ids])
+
+
+def check_resumed_recipe(out_dir: Path, recipe: Recipe, resume: bool) -> None:
+    """On resume, refuse a recipe other than the interrupted run's, before any work (statistics the
+    recipe computes from the data are compared by :func:`prepare_output`, once they are known)."""
+    recipe_file = out_dir / RECIPE_YAML
+    if not (resume and recipe_file.is_file()):
+        return
+    stored = recipe_from_dict(yaml.safe_load(recipe_file.read_text()), source=str(recipe_file))
+    if dataclasses.replace(stored, preprocess=recipe.preprocess) != recipe:
+        raise InputError(f"{out_dir}: --resume needs the same recipe and settings as the interrupted run")
 
 
 def prepare_output(out_dir: Path, recipe: Recipe, resume: bool) -> None:
@@ -107,7 +119,7 @@ def phase_cases(recipe: Recipe, stage, split: Split, unlabelled: list[Case]) -> 
         pool = [case for case in pool if (not phase.cases and case.label is not None)
                 or any(matches_pattern(case, pattern) for pattern in phase.cases)]
         if not phase.pseudo_labels:
-            pool = [case for case in pool if set(stage.labels) & set(case.annotated)]
+            pool = [case for case in pool if annotated_channels(stage, case.annotated)[1:].any()]
         if not pool:
             raise InputError(f"stage {stage.name!r}, phase {number}: no training case of the label patterns "
                              f"{list(phase.cases) or 'any'} annotates any of its classes {list(stage.labels)}")
@@ -162,7 +174,7 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
     if not split.train:
         raise InputError(f"{dataset_dir}: no labelled case to train on")
     for stage in recipe.stages:  # fail before writing anything
-        if not any(set(stage.labels) & set(case.annotated) for case in split.train):
+        if not any(annotated_channels(stage, case.annotated)[1:].any() for case in split.train):
             raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
     build_recipe_loss(recipe.train.loss)  # a loss argument it does not take, or out of its range
     unlabelled = [case for case in cases if case.label is None]
@@ -175,6 +187,7 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
                          "(--teacher MODEL_DIR)")
     if (out_dir / RECIPE_YAML).is_file() and not options.resume:
         raise InputError(f"{out_dir} already holds a model or a training run; use --resume or another --out")
+    check_resumed_recipe(out_dir, recipe, options.resume)
     teacher_model = None
     if pseudo_cases:
         from flareseg.inference.model import load_model
