@@ -40,7 +40,7 @@ def add_parsers(subparsers) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from flareseg.errors import InputError
-    from flareseg.cli.paths import output_folder
+    from flareseg.io.atomic import output_folder
     from flareseg.evaluation.evaluate import evaluate_folders
     from flareseg.evaluation.report import format_table, summarise, write_case_csv, write_summary_json
     from flareseg.evaluation.rules import rules_for

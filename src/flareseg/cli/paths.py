@@ -1,4 +1,4 @@
-"""Output paths of the commands: never onto an input, and folders that can be made."""
+"""Output paths of the commands: never onto an input."""
 
 from __future__ import annotations
 
@@ -22,11 +22,3 @@ def refuse_overwriting_input(inputs: list[Path], output: Path) -> None:
         if source.is_dir() and source in target.parents:
             raise InputError(f"{output}: the output lies inside the input folder {input}; write it elsewhere")
 
-
-def output_folder(path: Path) -> Path:
-    """Create an output folder (and its parents); a file in the way or no permission is an InputError."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{path}: cannot create the output folder ({error.strerror or error})") from None
-    return path

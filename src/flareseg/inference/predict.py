@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from flareseg.errors import FlaresegError, InputError
+from flareseg.errors import FlaresegError
 from flareseg.inference.cases import Case, name_collisions
 from flareseg.inference.cascade import segment_canonical
 from flareseg.inference.model import LoadedModel, load_model
@@ -23,6 +23,7 @@ from flareseg.inference.outputs import (
     write_mask,
 )
 from flareseg.io import Volume, read_ct, write_labelmap
+from flareseg.io.atomic import output_folder
 from flareseg.io.write import write_suffix
 from flareseg.preprocessing.orientation import to_canonical
 
@@ -141,10 +142,7 @@ def predict_cases(cases: Sequence[Case], output_dir: str | os.PathLike, options:
     from tqdm import tqdm
 
     output_dir = Path(output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{output_dir}: cannot create the output folder ({error.strerror or error})") from None
+    output_folder(output_dir)
     suffix = mask_suffix(outputs.output_type)
     clashes = {case: group for group in name_collisions(cases).values() for case in group}
     inputs = {case.input.resolve() for case in cases}

@@ -16,7 +16,7 @@ import numpy as np
 
 from flareseg.errors import InputError
 from flareseg.io import Volume
-from flareseg.io.atomic import atomic_path
+from flareseg.io.atomic import atomic_path, output_folder
 from flareseg.labels import label_name
 from flareseg.preprocessing.orientation import align_to, to_canonical
 
@@ -70,10 +70,7 @@ def write_preview(ct: Volume, mask: Volume, path: str | os.PathLike) -> Path:
     if path.suffix.lower() != ".png":
         raise InputError(f"{path}: a preview is written as .png")
     canvas = _canvas(preview_figure(ct, mask))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{path.parent}: cannot create output folder ({error.strerror})") from None
+    output_folder(path.parent)
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             canvas.print_png(handle)

@@ -25,6 +25,16 @@ def temporary_path(path: Path, suffix: str | None = None) -> Path:
     return path.with_name(f".{stem}.{uuid.uuid4().hex[:8]}.partial{suffix}")
 
 
+def output_folder(path: str | os.PathLike) -> Path:
+    """Create a folder and its parents; a file in the way or no permission is a one-line InputError."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{path}: cannot create output folder ({error.strerror or error})") from None
+    return path
+
+
 def fsync_file(path: Path) -> None:
     """Flush a written file's data to disk."""
     with open(path, "rb+") as handle:
@@ -36,7 +46,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path to write; when the block ends it is fsynced and renamed onto ``path``.
 
     Args:
-        path: The file to (re)place. Its folder must exist.
+        path: The file to (re)place. Its folder must exist (:func:`output_folder`).
         suffix: The ending the temporary keeps (default ``path.suffix``; e.g. ``".nii.gz"``).
 
     Raises:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pydicom
 
 from flareseg.errors import InputError
-from flareseg.io.atomic import atomic_path
+from flareseg.io.atomic import atomic_path, output_folder
 
 
 def write_dicom_file(dataset: pydicom.Dataset, path: Path) -> Path:
@@ -21,10 +21,7 @@ def write_dicom_file(dataset: pydicom.Dataset, path: Path) -> Path:
             value pydicom cannot encode); the temporary is removed and an existing file kept.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{path.parent}: cannot create output folder ({error.strerror})") from None
+    output_folder(path.parent)
     with atomic_path(path) as temporary:
         try:
             dataset.save_as(temporary, enforce_file_format=True)

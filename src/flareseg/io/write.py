@@ -9,7 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from flareseg.errors import InputError
-from flareseg.io.atomic import atomic_path
+from flareseg.io.atomic import atomic_path, output_folder
 from flareseg.io.integrity import stored_voxel_bytes
 from flareseg.io.read import read_geometry
 from flareseg.io.volume import Geometry, Volume
@@ -40,10 +40,7 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     image.SetSpacing(geometry.spacing_xyz_mm)
     image.SetOrigin(geometry.origin_lps_mm)
     image.SetDirection(tuple(v for row in geometry.direction_lps for v in row))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{path.parent}: cannot create output folder ({error.strerror})") from None
+    output_folder(path.parent)
     with atomic_path(path, suffix) as temporary:
         try:
             sitk.WriteImage(image, str(temporary), useCompression=suffix != ".nii")
