@@ -71,12 +71,14 @@ def _pseudolabel(args: argparse.Namespace) -> int:
 
 
 def _select(args: argparse.Namespace) -> int:
+    from flareseg.training.pseudo_rounds import rounds_present
     from flareseg.training.pseudo_selection import score_rounds, select_cases, write_selection
 
-    scores, class_scores = score_rounds(args.dataset)
+    rounds = rounds_present(args.dataset)
+    scores, class_scores = score_rounds(args.dataset, rounds)
     selection = select_cases(scores, args.keep, class_scores, args.class_threshold)
     path = write_selection(args.dataset, selection, scores, class_scores,
-                           {"keep": args.keep, "class_threshold": args.class_threshold})
+                           {"rounds": rounds, "keep": args.keep, "class_threshold": args.class_threshold})
     if not args.quiet:
         print(f"kept {len(selection.kept)} of {len(scores)} case(s); dropped (least stable first): "
               f"{', '.join(reversed(selection.dropped)) or 'none'}")

@@ -6,8 +6,8 @@ partially labelled case keeps its own annotation, the teacher fills the classes 
 annotate where its label is background, and inside a merged label (one contour of stomach and
 duodenum) the teacher's choice among the members splits the union, never overwrites it (voxels
 where the teacher predicts no member keep the merged code). Values are FLARE ids and the merged
-codes of :mod:`flareseg.datasets.label_mapping`. ``provenance.json`` records the teacher (path and
-a hash of its recipe and weights), the round, the date and each finished case, so an interrupted
+codes of :mod:`flareseg.datasets.label_mapping`. ``provenance.json`` records the teacher (path, a
+hash of its recipe and weights, the classes it predicts), the round, the date and each finished case, so an interrupted
 round resumes where it stopped. The folder is flareseg's; nnU-Net ignores it.
 """
 
@@ -28,14 +28,19 @@ PSEUDO_FOLDER = "pseudoLabelsTr"
 PROVENANCE = "provenance.json"
 
 
-def round_folder(dataset: Path, number: int) -> Path:
-    """``DATASET/pseudoLabelsTr/roundN``."""
-    return Path(dataset) / PSEUDO_FOLDER / f"round{number}"
+def pseudo_root(dataset: Path, root: Path | None = None) -> Path:
+    """The folder holding the rounds: ``root`` when given, else ``DATASET/pseudoLabelsTr``."""
+    return Path(root) if root is not None else Path(dataset) / PSEUDO_FOLDER
 
 
-def rounds_present(dataset: Path) -> list[int]:
+def round_folder(dataset: Path, number: int, root: Path | None = None) -> Path:
+    """``DATASET/pseudoLabelsTr/roundN`` (``ROOT/roundN`` with ``root``)."""
+    return pseudo_root(dataset, root) / f"round{number}"
+
+
+def rounds_present(dataset: Path, root: Path | None = None) -> list[int]:
     """Round numbers with a provenance file, ascending."""
-    root = Path(dataset) / PSEUDO_FOLDER
+    root = pseudo_root(dataset, root)
     if not root.is_dir():
         return []
     found = [int(p.name[5:]) for p in root.iterdir() if p.name.startswith("round") and p.name[5:].isdigit()
@@ -94,13 +99,14 @@ def pseudo_cases(dataset: Path, teacher_classes: tuple[int, ...]) -> list[Case]:
 
 def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int | None = None,
                       overwrite: bool = False, progress: bool = True, device: str = "cpu",
-                      threads: int | None = None) -> RoundReport:
+                      threads: int | None = None, root: Path | None = None) -> RoundReport:
     """Pseudo-label every unlabelled and partially labelled case of a dataset with a teacher.
 
     Args:
         number: Round number; None continues the last round if the same teacher wrote it, else starts
             the next one.
         overwrite: Redo a round another teacher wrote (else that is an error).
+        root: Folder of the rounds (default ``DATASET/pseudoLabelsTr``).
 
     Raises:
         InputError: The dataset has nothing to pseudo-label, or the round belongs to another teacher.
@@ -117,9 +123,9 @@ def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int 
     if not cases:
         raise InputError(f"{dataset}: every case annotates every class of the teacher; nothing to pseudo-label")
     key = teacher_key(model)
-    number = number or _default_round(dataset, key)
-    folder = round_folder(dataset, number)
-    provenance = _start_round(folder, number, teacher_dir, key, overwrite)
+    number = number or _default_round(dataset, key, root)
+    folder = round_folder(dataset, number, root)
+    provenance = _start_round(folder, number, teacher_dir, key, overwrite, model.recipe.class_ids)
     report = RoundReport(folder, number)
     ending = load_spec(dataset).file_ending
     for case in tqdm(cases, desc=f"pseudo-labels, round {number}", unit="case", disable=not progress):
@@ -142,14 +148,14 @@ def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int 
     return report
 
 
-def _default_round(dataset: Path, key: str) -> int:
-    present = rounds_present(dataset)
-    if present and read_provenance(round_folder(dataset, present[-1])).get("teacher_key") == key:
+def _default_round(dataset: Path, key: str, root: Path | None) -> int:
+    present = rounds_present(dataset, root)
+    if present and read_provenance(round_folder(dataset, present[-1], root)).get("teacher_key") == key:
         return present[-1]
     return (present[-1] if present else 0) + 1
 
 
-def _start_round(folder: Path, number: int, teacher_dir, key: str, overwrite: bool) -> dict:
+def _start_round(folder: Path, number: int, teacher_dir, key: str, overwrite: bool, classes) -> dict:
     from flareseg import __version__
     from flareseg.io.atomic import atomic_write_text
 
@@ -162,7 +168,7 @@ def _start_round(folder: Path, number: int, teacher_dir, key: str, overwrite: bo
                              f"({provenance.get('teacher')}); choose another --round or --overwrite")
     folder.mkdir(parents=True, exist_ok=True)
     provenance = {"round": number, "teacher": str(Path(teacher_dir).resolve()), "teacher_key": key,
-                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "classes": [int(i) for i in classes], "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "flareseg": __version__, "cases": {}}
     atomic_write_text(folder / PROVENANCE, json.dumps(provenance, indent=1) + "\n")
     return provenance

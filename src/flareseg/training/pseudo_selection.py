@@ -27,7 +27,9 @@ from flareseg.errors import InputError
 from flareseg.io import read_volume
 from flareseg.io.atomic import atomic_write_text
 from flareseg.labels import LABELS
-from flareseg.training.pseudo_rounds import PSEUDO_FOLDER, read_provenance, round_folder, rounds_present
+from flareseg.training.pseudo_rounds import pseudo_root, read_provenance, round_folder, rounds_present
+
+SELECTION = "selection.json"
 
 
 def case_instability(rounds: Sequence[np.ndarray]) -> float:
@@ -99,18 +101,20 @@ def select_cases(scores: Mapping[str, float], keep: float = 0.962, class_scores:
     return selection
 
 
-def score_rounds(dataset: Path, rounds: Sequence[int] | None = None) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
+def score_rounds(dataset: Path, rounds: Sequence[int] | None = None, root: Path | None = None
+                 ) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
     """Instability of every case that has a pseudo-label in each of the given rounds (default: all
-    rounds present, at least two), overall and per class.
+    rounds present, at least two), overall and per class; ``root``: the rounds' folder (default
+    ``DATASET/pseudoLabelsTr``).
 
     Raises:
         InputError: Fewer than two rounds.
     """
-    rounds = list(rounds or rounds_present(dataset))
+    rounds = list(rounds or rounds_present(dataset, root))
     if len(rounds) < 2:
         raise InputError(f"{dataset}: selection compares rounds; {len(rounds)} round(s) of pseudo-labels found, "
                          "at least two needed (run `flareseg pseudolabel` again with the new model)")
-    folders = [round_folder(dataset, number) for number in rounds]
+    folders = [round_folder(dataset, number, root) for number in rounds]
     finished = [set(read_provenance(folder)["cases"]) for folder in folders]
     common = sorted(set.intersection(*finished))
     scores, class_scores = {}, {}
@@ -123,10 +127,12 @@ def score_rounds(dataset: Path, rounds: Sequence[int] | None = None) -> tuple[di
 
 
 def write_selection(dataset: Path, selection: Selection, scores: Mapping[str, float],
-                    class_scores: Mapping[str, Mapping[int, float]], settings: Mapping) -> Path:
-    """``pseudoLabelsTr/selection.json`` (the kept and dropped cases and classes) and ``selection.csv`` (a row per case:
-    score, rank, kept, dropped classes)."""
-    root = Path(dataset) / PSEUDO_FOLDER
+                    class_scores: Mapping[str, Mapping[int, float]], settings: Mapping,
+                    root: Path | None = None) -> Path:
+    """``pseudoLabelsTr/selection.json`` (the kept and dropped cases and classes, with ``settings``,
+    e.g. the rounds compared) and ``selection.csv`` (a row per case: score, rank, kept, dropped
+    classes); ``root`` as in :func:`score_rounds`."""
+    root = pseudo_root(dataset, root)
     ranked = selection.kept + selection.dropped
     rows = [{"case": case, "rank": rank, "instability": scores[case], "kept": case in selection.kept,
              "dropped_classes": " ".join(map(str, selection.dropped_classes.get(case, [])))}
@@ -141,4 +147,4 @@ def write_selection(dataset: Path, selection: Selection, scores: Mapping[str, fl
                 "instability": {case: scores[case] for case in ranked},
                 "class_instability": {case: {str(c): s for c, s in class_scores[case].items() if s}
                                       for case in ranked}}
-    return atomic_write_text(root / "selection.json", json.dumps(document, indent=1, allow_nan=True) + "\n")
+    return atomic_write_text(root / SELECTION, json.dumps(document, indent=1, allow_nan=True) + "\n")
