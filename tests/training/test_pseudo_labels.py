@@ -72,10 +72,11 @@ def test_label_patterns_by_hand(annotated, expected, tmp_path):
 def test_a_changed_annotation_rebuilds_the_pseudo_labelled_samples(real_dataset, teacher, tmp_path):
     import dataclasses
 
-    from flareseg.training.pseudo_labels import pseudo_signature
+    from flareseg.training.pseudo_labels import teacher_source
 
     case = next(c for c in list_cases(load_spec(real_dataset)) if c.case_id == "ts_aorta")
     more = dataclasses.replace(case, annotated=(1, 5))
     filled, filled_more = with_teacher_classes(case, teacher), with_teacher_classes(more, teacher)
     assert filled.annotated == filled_more.annotated  # the filled cases alone cannot tell them apart
-    assert pseudo_signature({"ts_aorta": case})(filled) != pseudo_signature({"ts_aorta": more})(filled_more)
+    source = teacher_source(teacher)
+    assert source.signature(case) != source.signature(more)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 def add_parsers(subparsers) -> None:
     from flareseg.cli.arguments import device, fraction, positive_float, positive_int
+    from flareseg.cli.pseudolabel_cmd import share
     from flareseg.recipes import builtin_recipes
 
     train = subparsers.add_parser(
@@ -26,6 +27,19 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--teacher", type=Path,
                        help="a trained model directory whose predictions fill what cases do not annotate, "
                             "for recipe phases with pseudo_labels: true")
+    train.add_argument("--pseudo-labels", type=Path, metavar="ROUND",
+                       help="a round of `flareseg pseudolabel` (DATASET/pseudoLabelsTr/roundN), with its selection: "
+                            "the pseudo-labels of the recipe's pseudo-label phases (a recipe naming none trains "
+                            "every stage on all cases, labelled and unlabelled)")
+    train.add_argument("--rounds", type=positive_int, metavar="N",
+                       help="teacher -> pseudo-labels -> student, N times (the FLARE22 winner's loop): trains "
+                            "OUT/teacher (or starts from --teacher), then OUT/student1..N; the last is the model")
+    train.add_argument("--keep", type=share,
+                       help="with --rounds: share of cases whose pseudo-labels are kept from round 2 on (default "
+                            "0.962, the FLARE22 winner's 1924 of 2000)")
+    train.add_argument("--class-threshold", type=float, metavar="X",
+                       help="with --rounds: also drop a kept case's class whose instability exceeds X "
+                            "(flareseg's extension)")
     train.add_argument("--threads", type=positive_int, help="CPU threads")
     train.add_argument("--epochs", type=positive_int,
                        help="epochs of every stage and of every phase (replaces the recipe's train.epochs and any "
@@ -59,6 +73,27 @@ def run_train(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     options = RunOptions(device=device, resume=args.resume, progress=not args.no_progress, threads=args.threads)
     print(f"training recipe {recipe.name!r} ({len(recipe.stages)} stages) on {device}")
-    out = train_model(args.dataset, recipe, args.out, options, args.cache, args.teacher)
+    if args.rounds:
+        out = _train_rounds(args, recipe, options)
+    elif args.keep is not None or args.class_threshold is not None:
+        from flareseg.errors import InputError
+
+        raise InputError("--keep and --class-threshold select pseudo-labels of --rounds; with --pseudo-labels, "
+                         "select with `flareseg pseudolabel --select`")
+    else:
+        out = train_model(args.dataset, recipe, args.out, options, args.cache, args.teacher, args.pseudo_labels)
     print(f"model written to {out}")
     return 0
+
+
+def _train_rounds(args: argparse.Namespace, recipe, options):
+    from flareseg.errors import InputError
+    from flareseg.training.rounds import RoundsConfig, train_rounds
+
+    if args.pseudo_labels is not None:
+        raise InputError("--rounds makes its own pseudo-labels; leave out --pseudo-labels")
+    if args.resume:
+        raise InputError("--rounds resumes by itself: run the same command again, without --resume")
+    keep = RoundsConfig.keep if args.keep is None else args.keep
+    config = RoundsConfig(args.rounds, args.teacher, keep, args.class_threshold)
+    return train_rounds(args.dataset, recipe, args.out, config, options, args.cache)

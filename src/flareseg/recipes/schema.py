@@ -87,8 +87,9 @@ class LossConfig:
     """A loss by name (:data:`flareseg.training.losses.LOSSES`: ``dice_ce``, ``dice``, ``gce``,
     ``sce``, ``beta_ce``) with its keyword arguments; ``deep_supervision`` weighs the outputs of a
     deep-supervised network (:func:`flareseg.training.losses.build_loss`). ``pseudo``, when given,
-    trains what a teacher filled in (phases with ``pseudo_labels: true``) with a loss and weight of
-    its own; the cases' own labels keep this loss. None: pseudo-labels train as real labels."""
+    trains what a teacher filled in (phases with ``pseudo_labels: true``, or those
+    :func:`flareseg.training.pseudo_phases.student_recipe` makes) with a loss and weight of its
+    own; the cases' own labels keep this loss. None: pseudo-labels train as real labels."""
 
     name: str = "dice_ce"
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -479,8 +480,6 @@ def _validate_pseudo_loss(recipe: Recipe, source: str) -> None:
             _is_number(pseudo.weight) and pseudo.weight >= 0):
         raise InputError(f"{source}: train.loss.pseudo names one of {_LOSSES} with kwargs as a mapping and a "
                          f"weight >= 0, got {pseudo!r}")
-    if not any(phase.pseudo_labels for stage in recipe.stages for phase in stage.phases):
-        raise InputError(f"{source}: train.loss.pseudo trains pseudo-labels, but no phase has pseudo_labels: true")
 
 
 def _is_size(value) -> bool:

@@ -29,9 +29,9 @@ from flareseg.preprocessing.intensity import intensity_map
 from flareseg.recipes import PhaseConfig, Recipe, StageConfig, TrainConfig
 from flareseg.training.augment import KINDS, augment_pair, build_augmentation
 from flareseg.training.log import write_log
-from flareseg.training.losses import build_recipe_loss
+from flareseg.training.losses import IGNORE, build_recipe_loss
 from flareseg.training.patches import cut_field_of_view, foreground_voxel, random_patch
-from flareseg.training.samples import Sample
+from flareseg.training.samples import IGNORED, Sample
 
 CHECKPOINT = "checkpoint_last.pt"
 
@@ -71,7 +71,7 @@ def make_batch(samples: list[Sample], indices, compose, device: str, patch=None)
         if compose is not None:
             image, label = augment_pair(compose, image, label)
         images.append(image[None])
-        targets.append(label.astype(np.int64))
+        targets.append(np.where(label == IGNORED, IGNORE, label.astype(np.int64)))  # a dropped pseudo-label
     annotated = np.stack([samples[i].annotated for i in indices])
     sets = np.zeros((len(annotated), max(len(samples[i].sets) for i in indices), annotated.shape[1]), bool)
     for row, i in enumerate(indices):

@@ -36,6 +36,10 @@ from flareseg.recipes import Recipe, StageConfig
 from flareseg.training.patches import axial_slab
 
 
+#: A voxel no loss may train on, in a FLARE-id label map and in a sample's label alike (a class a
+#: pseudo-label selection dropped from a case; :func:`flareseg.training.pseudo_labels.read_stored`).
+#: Never a FLARE id, a merged code or a stage channel.
+IGNORED = 255
 #: Bumped when the layout of cached samples changes, so that old caches are rebuilt.
 CACHE_VERSION = 3
 #: A scan or crop with fewer slices than this along an axis (a few-slice label) trains only the
@@ -92,8 +96,9 @@ def read_case(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float, f
 
 def channel_lookup(stage: StageConfig, annotated: tuple[int, ...]) -> np.ndarray:
     """uint8 table: FLARE id -> stage channel (0 for other classes and unannotated ones; 1 for
-    every label of a ``foreground`` stage)."""
+    every label of a ``foreground`` stage; :data:`IGNORED` stays itself)."""
     lookup = np.zeros(256, np.uint8)
+    lookup[IGNORED] = IGNORED
     for channel, class_id in enumerate(stage.labels, start=1):
         if class_id in annotated:
             lookup[class_id] = 1 if stage.foreground else channel

@@ -127,18 +127,19 @@ def phase_cases(recipe: Recipe, stage, split: Split, unlabelled: list[Case]) -> 
     return chosen
 
 
-def pseudo_samples(cases: list[Case], recipe: Recipe, teacher, cache: Path, progress: bool = True):
-    """Cache the stage samples of ``cases`` pseudo-labelled by ``teacher`` (each case predicted once
-    for all stages, cached by teacher and by what the case itself annotates); returns
-    ``stage -> samples``, each stage's loaded once, marked with what their case annotates itself
+def pseudo_samples(cases: list[Case], recipe: Recipe, source, cache: Path, progress: bool = True):
+    """Cache the stage samples of ``cases`` pseudo-labelled by ``source`` (a
+    :class:`flareseg.training.pseudo_labels.PseudoSource`: each case read once for all stages,
+    cached by source and by what the case itself annotates); returns ``stage -> samples``, each
+    stage's loaded once, marked with what their case annotates itself
     (:func:`flareseg.training.pseudo_labels.mark_own_annotation`)."""
-    from flareseg.training.pseudo_labels import (mark_own_annotation, pseudo_reader, pseudo_signature, teacher_key,
-                                                 with_teacher_classes)
+    from flareseg.training.pseudo_labels import mark_own_annotation, with_classes
 
-    filled = [with_teacher_classes(case, teacher) for case in cases]
+    filled = [with_classes(case, source.classes) for case in cases]
     originals = {case.case_id: case for case in cases}
-    folders = cache_samples(filled, recipe, cache / f"pseudo-{teacher_key(teacher)}", progress=progress,
-                            reader=pseudo_reader(originals, teacher), signature=pseudo_signature(originals))
+    folders = cache_samples(filled, recipe, cache / f"pseudo-{source.key}", progress=progress,
+                            reader=lambda case: source.read(originals[case.case_id]),
+                            signature=lambda case: source.signature(originals[case.case_id]))
     loaded: dict[str, list] = {}
 
     def samples(stage):
@@ -149,19 +150,64 @@ def pseudo_samples(cases: list[Case], recipe: Recipe, teacher, cache: Path, prog
     return samples
 
 
+def pseudo_source(teacher: str | Path | None, pseudo_labels: str | Path | None, device: str):
+    """The :class:`flareseg.training.pseudo_labels.PseudoSource` of a teacher model or of a stored
+    round; None without either."""
+    from flareseg.training.pseudo_labels import stored_source, teacher_source
+
+    if teacher is not None and pseudo_labels is not None:
+        raise InputError("pseudo-labels come from a teacher model (--teacher) or a stored round (--pseudo-labels), "
+                         "not both")
+    if pseudo_labels is not None:
+        return stored_source(pseudo_labels)
+    if teacher is not None:
+        from flareseg.inference.model import load_model
+
+        return teacher_source(load_model(teacher, device=device))
+    return None
+
+
+def pseudo_pools(recipe: Recipe, chosen: dict[str, list[list[Case]]], source) -> dict[str, Case]:
+    """The cases the pseudo-label phases train on, without those ``source``'s selection dropped
+    (``chosen`` is updated in place); by case id.
+
+    Raises:
+        InputError: A phase trains on pseudo-labels and there is no source, or the source lacks
+            some case's pseudo-label.
+    """
+    cases: dict[str, Case] = {}
+    for stage in recipe.stages:
+        for index, phase in enumerate(recipe.phases(stage)):
+            if phase.pseudo_labels:
+                pool = [case for case in chosen[stage.name][index] if source is None or case.case_id not in source.dropped]
+                chosen[stage.name][index] = pool
+                cases.update((case.case_id, case) for case in pool)
+    if cases and source is None:
+        raise InputError(f"recipe {recipe.name!r} trains on pseudo-labels: name a trained model to make them "
+                         "(--teacher MODEL_DIR) or a stored round (--pseudo-labels DATASET/pseudoLabelsTr/roundN)")
+    missing = sorted(case_id for case_id, case in cases.items() if source.missing(case)) if cases else []
+    if missing:
+        raise InputError(f"{len(missing)} case(s) have no pseudo-label in the round: {', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''} (finish it with `flareseg pseudolabel`)")
+    return cases
+
+
 def save_weights(state: dict, path: Path) -> None:
     """Store a state dict as float16 (half the size; predictions are unchanged in practice), atomically."""
     save_torch({k: v.detach().cpu().half() if v.is_floating_point() else v.cpu() for k, v in state.items()}, path)
 
 
 def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, options: RunOptions = RunOptions(),
-                cache_dir: str | Path | None = None, teacher: str | Path | None = None) -> Path:
+                cache_dir: str | Path | None = None, teacher: str | Path | None = None,
+                pseudo_labels: str | Path | None = None) -> Path:
     """Train all stages of ``recipe`` on the dataset and write the model directory.
 
     Stages whose weights already exist are skipped on resume; the one that was interrupted
     continues from its last checkpoint. ``model.json`` is written last, so a directory
-    without it is not (yet) a model. ``teacher``, a model directory, pseudo-labels the cases of
-    the phases that ask for it (:mod:`flareseg.training.pseudo_labels`).
+    without it is not (yet) a model. ``teacher`` (a model directory) or ``pseudo_labels`` (a
+    round ``flareseg pseudolabel`` stored) gives the pseudo-labels of the phases that ask for
+    them (:mod:`flareseg.training.pseudo_labels`); a recipe that names no such phase trains as
+    its :func:`flareseg.training.pseudo_phases.student_recipe`.
 
     Raises:
         InputError: ``flareseg dataset check`` finds an error in the dataset (nothing is written),
@@ -177,28 +223,23 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
         if not any(annotated_channels(stage, case.annotated)[1:].any() for case in split.train):
             raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
     build_recipe_loss(recipe.train.loss)  # a loss argument it does not take, or out of its range
+    source = pseudo_source(teacher, pseudo_labels, options.device)
+    if source is not None:
+        from flareseg.training.pseudo_phases import student_recipe
+
+        recipe = student_recipe(recipe)
     unlabelled = [case for case in cases if case.label is None]
     chosen = {stage.name: phase_cases(recipe, stage, split, unlabelled) for stage in recipe.stages}
-    pseudo_cases = {case.case_id: case for stage in recipe.stages
-                    for phase, pool in zip(recipe.phases(stage), chosen[stage.name]) if phase.pseudo_labels
-                    for case in pool}
-    if pseudo_cases and teacher is None:
-        raise InputError(f"recipe {recipe.name!r} trains on pseudo-labels: name a trained model to make them "
-                         "(--teacher MODEL_DIR)")
+    pseudo_cases = pseudo_pools(recipe, chosen, source)
     if (out_dir / RECIPE_YAML).is_file() and not options.resume:
         raise InputError(f"{out_dir} already holds a model or a training run; use --resume or another --out")
     check_resumed_recipe(out_dir, recipe, options.resume)
-    teacher_model = None
-    if pseudo_cases:
-        from flareseg.inference.model import load_model
-
-        teacher_model = load_model(teacher, device=options.device)
     recipe = with_statistics(recipe, split.train, out_dir, options.resume, options.progress)
     cache = Path(cache_dir) if cache_dir else out_dir / "training" / "cache"
     folders = cache_samples(split.train + split.val, recipe, cache, progress=options.progress)
     pseudo = None
-    if teacher_model is not None:
-        pseudo = pseudo_samples(list(pseudo_cases.values()), recipe, teacher_model, cache, options.progress)
+    if pseudo_cases:
+        pseudo = pseudo_samples(list(pseudo_cases.values()), recipe, source, cache, options.progress)
     prepare_output(out_dir, recipe, options.resume)  # after every case was read: a bad one leaves no run behind
     for index, stage in enumerate(recipe.stages):
         if options.resume and weights_path(out_dir, stage.name).is_file():
@@ -223,12 +264,12 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
         atomic_write_text(out_dir / "training" / stage.name / "summary.json", json.dumps(stage_summary))
     summary = {stage.name: json.loads((out_dir / "training" / stage.name / "summary.json").read_text())
                for stage in recipe.stages}
-    write_model_json(out_dir, recipe, split, spec.root, options, summary)
+    write_model_json(out_dir, recipe, split, spec.root, options, summary, source.origin if pseudo_cases else None)
     return out_dir
 
 
 def write_model_json(out_dir: Path, recipe: Recipe, split: Split, dataset: Path, options: RunOptions,
-                     summary: dict) -> None:
+                     summary: dict, pseudo_labels: dict | None = None) -> None:
     """Describe the model, with the sha256 of each stage's weights (checked when they are loaded)."""
     meta = {
         "format_version": FORMAT_VERSION,
@@ -240,6 +281,7 @@ def write_model_json(out_dir: Path, recipe: Recipe, split: Split, dataset: Path,
             "dataset": dataset.name,
             "train_cases": [c.case_id for c in split.train],
             "val_cases": [c.case_id for c in split.val],
+            **({"pseudo_labels": pseudo_labels} if pseudo_labels else {}),
             "validated_on": "validation cases" if split.val else "training cases (too few labelled cases)",
             "device": options.device, "stages": summary,
             "flareseg": __version__, "torch": torch.__version__, "machine": platform.machine(),
