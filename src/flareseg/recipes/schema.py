@@ -186,8 +186,35 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class MeanTeacherConfig:
+    """A mean teacher (Tarvainen & Valpola, NeurIPS 2017; :mod:`flareseg.training.mean_teacher`):
+    an exponential moving average of the student's weights whose softmax the student is trained
+    to match on a differently perturbed view of the same batch.
+
+    Attributes:
+        ema: Decay of the moving average per optimiser step, in [0, 1): teacher = ema x teacher +
+            (1 - ema) x student.
+        weight: Weight (>= 0) of the consistency loss (mean squared error between the two softmax
+            outputs) against the supervised loss.
+        rampup_epochs: Epochs over which the weight ramps up as exp(-5 (1 - t)^2) at the start of
+            each phase (>= 0; 0: the full weight from the first step).
+        noise: Standard deviation (>= 0) of the Gaussian noise added to the teacher's view, in the
+            network's input units ([0, 1] over the HU window with ``normalization: window``).
+        ship: ``"student"`` or ``"teacher"``: the weights validated each epoch and shipped as the
+            stage's best.
+    """
+
+    ema: float = 0.99
+    weight: float = 1.0
+    rampup_epochs: int = 0
+    noise: float = 0.05
+    ship: str = "student"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, schedule, loss and augmentation settings."""
+    """Optimisation, schedule, loss and augmentation settings; ``mean_teacher``, when given, adds a
+    mean teacher's consistency loss (:class:`MeanTeacherConfig`)."""
 
     epochs: int = 40
     iterations_per_epoch: int = 50
@@ -213,6 +240,7 @@ class TrainConfig:
     foreground_share: float = 0.33
     val_fraction: float = 0.2
     seed: int = 12345
+    mean_teacher: MeanTeacherConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +284,8 @@ _SCHEDULES = ("step", "poly")
 _OPTIMIZERS = ("adamw", "sgd")
 _NORMALIZATIONS = ("window", "zscore")
 _POSTPROCESS = ("largest_component", "none")
+#: The weights a stage with a mean teacher ships (MeanTeacherConfig.ship).
+_SHIPPED = ("student", "teacher")
 #: flareseg.training.losses.LOSSES (a test keeps the two equal).
 _LOSSES = ("dice_ce", "dice", "gce", "sce", "beta_ce")
 #: Network arguments a phase may override: they switch behaviour and keep the parameters.
@@ -349,6 +379,8 @@ def _train(data: Any, where: str) -> TrainConfig:
     if loss.get("pseudo") is not None:
         loss["pseudo"] = _build(PseudoLossConfig, loss["pseudo"], f"{where}: loss: pseudo")
     data["loss"] = _build(LossConfig, loss, f"{where}: loss")
+    if data.get("mean_teacher") is not None:
+        data["mean_teacher"] = _build(MeanTeacherConfig, data["mean_teacher"], f"{where}: mean_teacher")
     return _build(TrainConfig, data, where)
 
 
@@ -377,8 +409,8 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """Plain data (lists, dicts, numbers) that ``recipe_from_dict`` reads back to an equal recipe;
-    a stage's ``sampler``, ``network`` and ``phases``, and the loss's ``pseudo``, only where they
-    are not the defaults."""
+    a stage's ``sampler``, ``network`` and ``phases``, the loss's ``pseudo`` and the training's
+    ``mean_teacher`` only where they are not the defaults."""
     def plain(value):
         if isinstance(value, (tuple, list)):
             return [plain(v) for v in value]
@@ -395,6 +427,8 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
                 del stage_data[key]
     if data["train"]["loss"]["pseudo"] is None:
         del data["train"]["loss"]["pseudo"]
+    if data["train"]["mean_teacher"] is None:
+        del data["train"]["mean_teacher"]
     return data
 
 
@@ -452,6 +486,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     if train.loss.name not in _LOSSES or not isinstance(train.loss.kwargs, dict):
         raise InputError(f"{source}: train.loss names one of {_LOSSES} with kwargs as a mapping, got {train.loss!r}")
     _validate_pseudo_loss(recipe, source)
+    _validate_mean_teacher(train.mean_teacher, source)
     if not (_is_number(train.learning_rate) and train.learning_rate > 0):
         raise InputError(f"{source}: train.learning_rate must be a number > 0, got {train.learning_rate!r}")
     if train.grad_clip is not None and not (_is_number(train.grad_clip) and train.grad_clip > 0):
@@ -480,6 +515,23 @@ def _validate_pseudo_loss(recipe: Recipe, source: str) -> None:
             _is_number(pseudo.weight) and pseudo.weight >= 0):
         raise InputError(f"{source}: train.loss.pseudo names one of {_LOSSES} with kwargs as a mapping and a "
                          f"weight >= 0, got {pseudo!r}")
+
+
+def _validate_mean_teacher(teacher: MeanTeacherConfig | None, source: str) -> None:
+    if teacher is None:
+        return
+    where = f"{source}: train.mean_teacher"
+    if not (_is_number(teacher.ema) and 0 <= teacher.ema < 1):
+        raise InputError(f"{where}.ema must be a number in [0, 1), got {teacher.ema!r}")
+    if not (_is_number(teacher.weight) and 0 <= teacher.weight < math.inf):
+        raise InputError(f"{where}.weight must be a number >= 0, got {teacher.weight!r}")
+    if not (isinstance(teacher.rampup_epochs, int) and not isinstance(teacher.rampup_epochs, bool)
+            and teacher.rampup_epochs >= 0):
+        raise InputError(f"{where}.rampup_epochs must be an integer >= 0, got {teacher.rampup_epochs!r}")
+    if not (_is_number(teacher.noise) and 0 <= teacher.noise < math.inf):
+        raise InputError(f"{where}.noise must be a number >= 0, got {teacher.noise!r}")
+    if teacher.ship not in _SHIPPED:
+        raise InputError(f"{where}.ship must be one of {_SHIPPED}, got {teacher.ship!r}")
 
 
 def _is_size(value) -> bool:

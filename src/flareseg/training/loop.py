@@ -6,6 +6,8 @@ connections off, then on), and trains only its ``trainable`` parameters with a f
 and schedule. Every epoch re-seeds its own random streams from ``(seed, stage, [phase,] epoch)``,
 so a run that was killed and resumed from the last checkpoint (which records the phase) replays
 the same epochs as one that was not. The weights a stage ships are the best of its last phase.
+With ``train.mean_teacher`` an EMA teacher trains along (:mod:`flareseg.training.mean_teacher`),
+carried over phases and checkpointed with the student; it may be the weights shipped.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from flareseg.io.atomic import atomic_path
 from flareseg.models.registry import build_network
 from flareseg.preprocessing.intensity import intensity_map
 from flareseg.recipes import PhaseConfig, Recipe, StageConfig, TrainConfig
+from flareseg.recipes.schema import MeanTeacherConfig
 from flareseg.training.augment import KINDS, augment_pair, build_augmentation
 from flareseg.training.log import write_log
 from flareseg.training.losses import IGNORE, build_recipe_loss
+from flareseg.training.mean_teacher import (consistency_loss, ema_update, make_teacher, match_modes, noisy_view,
+                                            sigmoid_rampup)
 from flareseg.training.patches import cut_field_of_view, foreground_voxel, random_patch
 from flareseg.training.samples import IGNORED, Sample
 
@@ -169,8 +174,64 @@ def _save_checkpoint(state: dict, folder: Path) -> None:
     save_torch(state, folder / CHECKPOINT)
 
 
+def _train_mode(net: torch.nn.Module) -> None:
+    net.train()
+    for module in net.modules():  # frozen normalisation keeps its running statistics too
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in module.parameters()):
+            module.eval()
+
+
+def _step(loss: torch.Tensor, net, optimizer, scaler, grad_clip: float | None) -> None:
+    """Backpropagate ``loss`` and take one optimiser step (through ``scaler`` where one is given)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        optimizer.step()
+
+
+@dataclass
+class _Teacher:
+    """A stage's mean teacher during one epoch: its network, its settings, the epoch of the phase
+    (0-based, for the ramp-up) and the generator of its view's noise."""
+
+    net: torch.nn.Module
+    config: MeanTeacherConfig
+    epoch: int
+    noise: torch.Generator | None = None
+
+
+def _start_teacher(teacher: _Teacher, net, seed, device: str) -> None:
+    """Put the teacher in the student's modes and seed its noise from a child of the epoch's seed
+    sequence: resume replays it, and the student's own random streams stay those of a run
+    without a teacher."""
+    match_modes(teacher.net, net)
+    child = np.random.SeedSequence(seed).spawn(1)[0]
+    teacher.noise = torch.Generator(device=device)
+    teacher.noise.manual_seed(int(child.generate_state(1)[0]))
+
+
+def _consistency(teacher: _Teacher, x: torch.Tensor, outputs, device: str) -> torch.Tensor:
+    """The unweighted consistency loss of the student's ``outputs`` on the batch ``x`` against the
+    teacher's on a noisy view of it (:mod:`flareseg.training.mean_teacher`)."""
+    with torch.no_grad(), _autocast(device):
+        target = teacher.net(noisy_view(x, teacher.config.noise, teacher.noise))
+    return consistency_loss(outputs, target)
+
+
 def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe, seed, options: RunOptions,
-           desc: str) -> float:
+           desc: str, teacher: _Teacher | None = None) -> dict[str, float]:
+    """One epoch; returns its mean ``train_loss`` (supervised) and, with a ``teacher``, its mean
+    ``consistency`` (unweighted). The teacher follows the student after every optimiser step."""
     train = recipe.train
     rng = np.random.default_rng(seed)
     torch.manual_seed(int(rng.integers(2 ** 31)))
@@ -180,37 +241,30 @@ def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe,
         compose = build_augmentation(train.augment, int(rng.integers(2 ** 31)), intensity_map(recipe.preprocess), dims)
     patch = patch_sampler(stage, recipe, rng)
     scaler = torch.amp.GradScaler("cuda") if options.device.startswith("cuda") and not torch.cuda.is_bf16_supported() else None
-    net.train()
-    for module in net.modules():  # frozen normalisation keeps its running statistics too
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
-                p.requires_grad for p in module.parameters()):
-            module.eval()
-    losses = []
+    _train_mode(net)
+    if teacher is not None:
+        _start_teacher(teacher, net, seed, options.device)
+    losses, consistencies = [], []
     from tqdm import tqdm
 
     bar = tqdm(range(train.iterations_per_epoch), desc=desc, unit="it", leave=False, disable=not options.progress)
-    for _ in bar:
+    for step in bar:
         indices = rng.integers(len(samples), size=train.batch_size)
         x, y, annotated, sets = make_batch(samples, indices, compose, options.device, patch)
         with _autocast(options.device):
             outputs = net(x)
-        loss = loss_fn(outputs, y, annotated, sets, batch_own_annotated(samples, indices, options.device))
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if train.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
-            optimizer.step()
+        loss = total = loss_fn(outputs, y, annotated, sets, batch_own_annotated(samples, indices, options.device))
+        if teacher is not None:
+            consistency = _consistency(teacher, x, outputs, options.device)
+            ramp = sigmoid_rampup(teacher.epoch + step / train.iterations_per_epoch, teacher.config.rampup_epochs)
+            total = loss + teacher.config.weight * ramp * consistency
+            consistencies.append(consistency.item())
+        _step(total, net, optimizer, scaler, train.grad_clip)
+        if teacher is not None:
+            ema_update(teacher.net, net, teacher.config.ema)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    return float(np.mean(losses))
+    return {"train_loss": float(np.mean(losses)), **({"consistency": float(np.mean(consistencies))} if teacher else {})}
 
 
 def trainable_parameters(net: torch.nn.Module, patterns) -> list[torch.nn.Parameter]:
@@ -246,6 +300,12 @@ def _phase_network(recipe: Recipe, stage: StageConfig, phase: int, device: str, 
     return net
 
 
+def _teacher_network(train: TrainConfig, student, weights: dict | None = None):
+    """The stage's mean teacher, built like ``student`` (a copy) with ``weights`` (default the
+    student's); None without ``train.mean_teacher``."""
+    return None if train.mean_teacher is None else make_teacher(student, weights)
+
+
 def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samples: list[Sample],
                 val_samples: list[Sample], folder: Path, options: RunOptions,
                 phase_samples: list[list[Sample]] | None = None) -> dict:
@@ -268,6 +328,7 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
         state.setdefault("phase", 0)
     torch.manual_seed(train.seed + stage_index)  # the same initial weights on every run
     net = _phase_network(recipe, stage, state["phase"], options.device, state.get("net") if resumed else None)
+    teacher = _teacher_network(train, net, state.get("teacher") if resumed else None)
     validation = val_samples or train_samples
     channels = stage.channels
     names = ["foreground"] if stage.foreground else [label_name(i) for i in stage.labels]
@@ -276,6 +337,7 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
         phase = phases[index]
         if index > first_phase:  # weights carried over, optimiser and schedule start afresh
             net = _phase_network(recipe, stage, index, options.device, net.state_dict())
+            teacher = _teacher_network(train, net, None if teacher is None else teacher.state_dict())  # EMA kept
             state.update(phase=index, epoch=0)
         optimizer = make_optimizer(trainable_parameters(net, phase.trainable), phase, train)
         if index == first_phase and resumed and state["epoch"] < phase.epochs:
@@ -291,20 +353,26 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
             name = f"{stage.name}{f' phase {index + 1}' if len(phases) > 1 else ''}"
             desc = f"{name} {epoch + 1}/{phase.epochs}"
             samples = phase_samples[index] if phase_samples else train_samples
-            loss = _epoch(net, optimizer, loss_fn, samples, stage, recipe, seed, options, desc)
-            dice = validation_dice(net, validation, channels, options.device, multiple, intensity.air, stage.sampler)
+            losses = _epoch(net, optimizer, loss_fn, samples, stage, recipe, seed, options, desc,
+                            None if teacher is None else _Teacher(teacher, train.mean_teacher, epoch))
+            shipped = teacher if teacher is not None and train.mean_teacher.ship == "teacher" else net
+            dice = validation_dice(shipped, validation, channels, options.device, multiple, intensity.air,
+                                   stage.sampler)
             score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
-            row = {"phase": index + 1, "epoch": epoch + 1, "lr": rate, "train_loss": loss, "val_dice_mean": score}
+            row = {"phase": index + 1, "epoch": epoch + 1, "lr": rate, **losses, "val_dice_mean": score}
             row.update({f"val_dice_{name}": float(d) for name, d in zip(names, dice[1:])})
             row["seconds"] = time.perf_counter() - start
             state["history"].append(row)
             if last and score > state["best_score"]:
-                state["best_score"], state["best_net"] = score, copy.deepcopy(net.state_dict())
+                state["best_score"], state["best_net"] = score, copy.deepcopy(shipped.state_dict())
             state.update(epoch=epoch + 1, net=net.state_dict(), optimizer=optimizer.state_dict())
+            if teacher is not None:
+                state["teacher"] = teacher.state_dict()
             _save_checkpoint(state, folder)
             write_log(state["history"], folder)
             if options.progress:
                 from tqdm import tqdm
 
-                tqdm.write(f"{desc}: loss {loss:.3f}, validation mean DSC {score:.3f}, {row['seconds']:.0f} s")
+                tqdm.write(f"{desc}: loss {losses['train_loss']:.3f}, validation mean DSC {score:.3f}, "
+                           f"{row['seconds']:.0f} s")
     return state["best_net"]
