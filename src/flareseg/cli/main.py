@@ -14,12 +14,14 @@ from flareseg.cli import (
     image_cmd,
     predict_cmd,
     pseudolabel_cmd,
+    qc_cmd,
     train_cmd,
 )
 from flareseg.cli.messages import one_line_warnings
 from flareseg.errors import FlaresegError
 
-COMMAND_MODULES = (image_cmd, dataset_cmd, train_cmd, pseudolabel_cmd, predict_cmd, evaluate_cmd, benchmark_cmd, demo_cmd)
+COMMAND_MODULES = (image_cmd, dataset_cmd, train_cmd, pseudolabel_cmd, predict_cmd, evaluate_cmd, benchmark_cmd, demo_cmd,
+                   qc_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the process exit code (0 success, 1 failure, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a command may run itself again (train --nproc)
     try:
         with one_line_warnings():
             return int(args.run(args) or 0)

@@ -40,7 +40,11 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--class-threshold", type=float, metavar="X",
                        help="with --rounds: also drop a kept case's class whose instability exceeds X "
                             "(flareseg's extension)")
-    train.add_argument("--threads", type=positive_int, help="CPU threads")
+    train.add_argument("--threads", type=positive_int, help="CPU threads (of each process with --nproc)")
+    train.add_argument("--nproc", type=positive_int, metavar="N",
+                       help="train in N processes on this machine (DistributedDataParallel through torchrun; "
+                            "each draws its share of every batch); `torchrun --nproc-per-node N -m flareseg train "
+                            "...` runs the same on a cluster")
     train.add_argument("--epochs", type=positive_int,
                        help="epochs of every stage and of every phase (replaces the recipe's train.epochs and any "
                             "per-stage or per-phase epochs)")
@@ -66,14 +70,29 @@ def run_train(args: argparse.Namespace) -> int:
     from flareseg.training.loop import RunOptions
     from flareseg.training.train import train_model
 
+    from flareseg.training.distributed import process_group, world_from_environment
+
+    world = world_from_environment()
+    if args.nproc and args.nproc > 1 and world.size == 1:
+        return _launch(args)
     overrides = {key: getattr(args, arg) for arg, key in _OVERRIDES.items() if getattr(args, arg) is not None}
     recipe = load_recipe(args.recipe, overrides)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    options = RunOptions(device=device, resume=args.resume, progress=not args.no_progress, threads=args.threads)
-    print(f"training recipe {recipe.name!r} ({len(recipe.stages)} stages) on {device}")
-    if args.rounds:
+    options = RunOptions(device=device, resume=args.resume, progress=not args.no_progress and world.main,
+                         threads=args.threads, world=world)
+    if world.main:
+        print(f"training recipe {recipe.name!r} ({len(recipe.stages)} stages) on {device}"
+              f"{f', {world.size} processes' if world.size > 1 else ''}")
+    if world.size > 1:
+        if args.rounds:
+            from flareseg.errors import InputError
+
+            raise InputError("--rounds runs in one process; train a round's student with --nproc and --pseudo-labels")
+        with process_group(world, device):
+            out = train_model(args.dataset, recipe, args.out, options, args.cache, args.teacher, args.pseudo_labels)
+    elif args.rounds:
         out = _train_rounds(args, recipe, options)
     elif args.keep is not None or args.class_threshold is not None:
         from flareseg.errors import InputError
@@ -82,8 +101,37 @@ def run_train(args: argparse.Namespace) -> int:
                          "select with `flareseg pseudolabel --select`")
     else:
         out = train_model(args.dataset, recipe, args.out, options, args.cache, args.teacher, args.pseudo_labels)
-    print(f"model written to {out}")
+    if world.main:
+        print(f"model written to {out}")
     return 0
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """The command line without ``--nproc N`` / ``--nproc=N``."""
+    kept, value_follows = [], False
+    for arg in argv:
+        if not value_follows and arg != "--nproc" and not arg.startswith("--nproc="):
+            kept.append(arg)
+        value_follows = arg == "--nproc"
+    return kept
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """Run this command again in ``--nproc`` processes through torchrun."""
+    import os
+    import sys
+
+    from flareseg.training.distributed import launch
+
+    argv = without_nproc(args.argv)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.nproc)
+    if not args.threads:
+        argv += ["--threads", str(threads)]
+    code = launch(argv, args.nproc, threads)
+    if code:
+        print(f"flareseg: error: a training process failed (exit code {code}); run the same command with --resume "
+              "to continue from the last checkpoint", file=sys.stderr)
+    return 1 if code else 0
 
 
 def _train_rounds(args: argparse.Namespace, recipe, options):

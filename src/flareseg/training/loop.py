@@ -31,6 +31,7 @@ from flareseg.preprocessing.intensity import intensity_map
 from flareseg.recipes import PhaseConfig, Recipe, StageConfig, TrainConfig
 from flareseg.recipes.schema import MeanTeacherConfig
 from flareseg.training.augment import KINDS, augment_pair, build_augmentation
+from flareseg.training.distributed import World, unwrap, wrap
 from flareseg.training.log import write_log
 from flareseg.training.losses import IGNORE, build_recipe_loss
 from flareseg.training.mean_teacher import (consistency_loss, ema_update, make_teacher, match_modes, noisy_view,
@@ -44,12 +45,14 @@ CHECKPOINT = "checkpoint_last.pt"
 @dataclass(frozen=True)
 class RunOptions:
     """Where and how to run: ``device`` ("cpu", "cuda"), ``resume`` from the last checkpoint,
-    ``progress`` bars, CPU ``threads``."""
+    ``progress`` bars, CPU ``threads``, and this process's place among several (``world``,
+    :mod:`flareseg.training.distributed`)."""
 
     device: str = "cpu"
     resume: bool = False
     progress: bool = True
     threads: int | None = None
+    world: World = World()
 
 
 def learning_rate(train: TrainConfig, epoch: int, epochs: int, base: float | None = None) -> float:
@@ -232,24 +235,26 @@ def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe,
            desc: str, teacher: _Teacher | None = None) -> dict[str, float]:
     """One epoch; returns its mean ``train_loss`` (supervised) and, with a ``teacher``, its mean
     ``consistency`` (unweighted). The teacher follows the student after every optimiser step."""
-    train = recipe.train
-    rng = np.random.default_rng(seed)
+    train, world = recipe.train, options.world
+    rng = np.random.default_rng(seed)  # draws the batches: the same on every process
     torch.manual_seed(int(rng.integers(2 ** 31)))
+    own = rng if world.size == 1 else np.random.default_rng([*seed, 1 + world.rank])  # patches, augmentation
     compose = None
     if any(train.augment.get(kind, 0.0) for kind in KINDS):
         dims = recipe.stage_network(stage).spatial_dims
-        compose = build_augmentation(train.augment, int(rng.integers(2 ** 31)), intensity_map(recipe.preprocess), dims)
-    patch = patch_sampler(stage, recipe, rng)
+        compose = build_augmentation(train.augment, int(own.integers(2 ** 31)), intensity_map(recipe.preprocess), dims)
+    patch = patch_sampler(stage, recipe, own)
     scaler = torch.amp.GradScaler("cuda") if options.device.startswith("cuda") and not torch.cuda.is_bf16_supported() else None
     _train_mode(net)
     if teacher is not None:
-        _start_teacher(teacher, net, seed, options.device)
+        _start_teacher(teacher, unwrap(net), seed, options.device)
     losses, consistencies = [], []
     from tqdm import tqdm
 
     bar = tqdm(range(train.iterations_per_epoch), desc=desc, unit="it", leave=False, disable=not options.progress)
     for step in bar:
-        indices = rng.integers(len(samples), size=train.batch_size)
+        drawn = rng.integers(len(samples), size=train.batch_size * world.size)  # each process its share
+        indices = drawn[world.rank * train.batch_size:(world.rank + 1) * train.batch_size]
         x, y, annotated, sets = make_batch(samples, indices, compose, options.device, patch)
         with _autocast(options.device):
             outputs = net(x)
@@ -261,7 +266,7 @@ def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe,
             consistencies.append(consistency.item())
         _step(total, net, optimizer, scaler, train.grad_clip)
         if teacher is not None:
-            ema_update(teacher.net, net, teacher.config.ema)
+            ema_update(teacher.net, unwrap(net), teacher.config.ema)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     return {"train_loss": float(np.mean(losses)), **({"consistency": float(np.mean(consistencies))} if teacher else {})}
@@ -306,21 +311,56 @@ def _teacher_network(train: TrainConfig, student, weights: dict | None = None):
     return None if train.mean_teacher is None else make_teacher(student, weights)
 
 
+@dataclass
+class _StageRun:
+    """What the epochs of one stage share: the validation samples, the class names of the log and
+    the padding of the network's input."""
+
+    validation: list[Sample]
+    names: list[str]
+    air: float
+    folder: Path
+
+
+def _validate_and_save(run: _StageRun, state: dict, row: dict, shipped, net, optimizer, teacher, last: bool,
+                       multiple: int, stage: StageConfig, options: RunOptions) -> None:
+    """The end of an epoch on rank 0: validation DSC of the ``shipped`` network (the student's or
+    the mean teacher's), the best weights of the last phase, the checkpoint and the log."""
+    desc, start = row.pop("desc"), row.pop("start")
+    dice = validation_dice(shipped, run.validation, stage.channels, options.device, multiple, run.air, stage.sampler)
+    score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
+    row["val_dice_mean"] = score
+    row.update({f"val_dice_{name}": float(d) for name, d in zip(run.names, dice[1:])})
+    row["seconds"] = time.perf_counter() - start
+    state["history"].append(row)
+    if last and score > state["best_score"]:
+        state["best_score"], state["best_net"] = score, copy.deepcopy(shipped.state_dict())
+    state.update(epoch=row["epoch"], net=net.state_dict(), optimizer=optimizer.state_dict())
+    if teacher is not None:
+        state["teacher"] = teacher.state_dict()
+    _save_checkpoint(state, run.folder)
+    write_log(state["history"], run.folder)
+    if options.progress:
+        from tqdm import tqdm
+
+        tqdm.write(f"{desc}: loss {row['train_loss']:.3f}, validation mean DSC {score:.3f}, {row['seconds']:.0f} s")
+
+
 def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samples: list[Sample],
                 val_samples: list[Sample], folder: Path, options: RunOptions,
-                phase_samples: list[list[Sample]] | None = None) -> dict:
+                phase_samples: list[list[Sample]] | None = None) -> dict | None:
     """Train one stage through its phases; returns the best weights of its last phase (a state
-    dict). Checkpoints to ``folder`` every epoch. ``phase_samples``, when given, are the training
-    samples of each phase (its label patterns, its pseudo-labels); else ``train_samples``."""
+    dict; None on the ranks but 0 of a run on several processes). Checkpoints to ``folder`` every
+    epoch. ``phase_samples``, when given, are the training samples of each phase (its label
+    patterns, its pseudo-labels); else ``train_samples``."""
     if not train_samples:
         raise InputError(f"stage {stage.name!r}: no training case annotates any of its classes {list(stage.labels)}")
     folder.mkdir(parents=True, exist_ok=True)
     if options.threads:
         torch.set_num_threads(options.threads)
-    train = recipe.train
+    train, world = recipe.train, options.world
     phases = recipe.phases(stage)
     loss_fn = build_recipe_loss(train.loss)
-    intensity = intensity_map(recipe.preprocess)
     state = {"phase": 0, "epoch": 0, "best_score": -math.inf, "best_net": None, "history": []}
     resumed = options.resume and (folder / CHECKPOINT).is_file()
     if resumed:
@@ -329,9 +369,9 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
     torch.manual_seed(train.seed + stage_index)  # the same initial weights on every run
     net = _phase_network(recipe, stage, state["phase"], options.device, state.get("net") if resumed else None)
     teacher = _teacher_network(train, net, state.get("teacher") if resumed else None)
-    validation = val_samples or train_samples
-    channels = stage.channels
-    names = ["foreground"] if stage.foreground else [label_name(i) for i in stage.labels]
+    run = _StageRun(val_samples or train_samples,
+                    ["foreground"] if stage.foreground else [label_name(i) for i in stage.labels],
+                    intensity_map(recipe.preprocess).air, folder)
     first_phase = state["phase"]
     for index in range(first_phase, len(phases)):
         phase = phases[index]
@@ -340,9 +380,9 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
             teacher = _teacher_network(train, net, None if teacher is None else teacher.state_dict())  # EMA kept
             state.update(phase=index, epoch=0)
         optimizer = make_optimizer(trainable_parameters(net, phase.trainable), phase, train)
+        model = wrap(net, world, options.device)  # after the trainable parameters are chosen
         if index == first_phase and resumed and state["epoch"] < phase.epochs:
             optimizer.load_state_dict(state["optimizer"])
-        last = index == len(phases) - 1
         multiple = recipe.stage_network(stage, index).size_multiple
         for epoch in range(state["epoch"], phase.epochs):
             start = time.perf_counter()
@@ -350,29 +390,14 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
             for group in optimizer.param_groups:
                 group["lr"] = rate
             seed = [train.seed, stage_index, epoch] if index == 0 else [train.seed, stage_index, index, epoch]
-            name = f"{stage.name}{f' phase {index + 1}' if len(phases) > 1 else ''}"
-            desc = f"{name} {epoch + 1}/{phase.epochs}"
+            desc = f"{stage.name}{f' phase {index + 1}' if len(phases) > 1 else ''} {epoch + 1}/{phase.epochs}"
             samples = phase_samples[index] if phase_samples else train_samples
-            losses = _epoch(net, optimizer, loss_fn, samples, stage, recipe, seed, options, desc,
+            losses = _epoch(model, optimizer, loss_fn, samples, stage, recipe, seed, options, desc,
                             None if teacher is None else _Teacher(teacher, train.mean_teacher, epoch))
-            shipped = teacher if teacher is not None and train.mean_teacher.ship == "teacher" else net
-            dice = validation_dice(shipped, validation, channels, options.device, multiple, intensity.air,
-                                   stage.sampler)
-            score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
-            row = {"phase": index + 1, "epoch": epoch + 1, "lr": rate, **losses, "val_dice_mean": score}
-            row.update({f"val_dice_{name}": float(d) for name, d in zip(names, dice[1:])})
-            row["seconds"] = time.perf_counter() - start
-            state["history"].append(row)
-            if last and score > state["best_score"]:
-                state["best_score"], state["best_net"] = score, copy.deepcopy(shipped.state_dict())
-            state.update(epoch=epoch + 1, net=net.state_dict(), optimizer=optimizer.state_dict())
-            if teacher is not None:
-                state["teacher"] = teacher.state_dict()
-            _save_checkpoint(state, folder)
-            write_log(state["history"], folder)
-            if options.progress:
-                from tqdm import tqdm
-
-                tqdm.write(f"{desc}: loss {losses['train_loss']:.3f}, validation mean DSC {score:.3f}, "
-                           f"{row['seconds']:.0f} s")
-    return state["best_net"]
+            state["epoch"] = epoch + 1
+            if world.main:
+                shipped = teacher if teacher is not None and train.mean_teacher.ship == "teacher" else net
+                row = {"phase": index + 1, "epoch": epoch + 1, "lr": rate, **losses, "start": start, "desc": desc}
+                _validate_and_save(run, state, row, shipped, net, optimizer, teacher, index == len(phases) - 1,
+                                   multiple, stage, options)
+    return state["best_net"] if world.main else None

@@ -30,6 +30,7 @@ from flareseg.labels import label_name
 from flareseg.preprocessing.intensity import foreground_statistics, sample_foreground
 from flareseg.preprocessing.stage_grid import annotated_channels
 from flareseg.recipes import Recipe, recipe_from_dict, recipe_to_dict
+from flareseg.training.distributed import on_main
 from flareseg.training.loop import RunOptions, save_torch, train_stage
 from flareseg.training.losses import build_recipe_loss
 from flareseg.training.samples import cache_samples, load_samples, read_case
@@ -197,24 +198,29 @@ def save_weights(state: dict, path: Path) -> None:
     save_torch({k: v.detach().cpu().half() if v.is_floating_point() else v.cpu() for k, v in state.items()}, path)
 
 
-def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, options: RunOptions = RunOptions(),
-                cache_dir: str | Path | None = None, teacher: str | Path | None = None,
-                pseudo_labels: str | Path | None = None) -> Path:
-    """Train all stages of ``recipe`` on the dataset and write the model directory.
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a run trains, decided before anything is written: the dataset, its split, the recipe
+    (a student's when pseudo-labels are given), the cases of each stage's phases, the cases on
+    pseudo-labels (by id) and where those come from."""
 
-    Stages whose weights already exist are skipped on resume; the one that was interrupted
-    continues from its last checkpoint. ``model.json`` is written last, so a directory
-    without it is not (yet) a model. ``teacher`` (a model directory) or ``pseudo_labels`` (a
-    round ``flareseg pseudolabel`` stored) gives the pseudo-labels of the phases that ask for
-    them (:mod:`flareseg.training.pseudo_labels`); a recipe that names no such phase trains as
-    its :func:`flareseg.training.pseudo_phases.student_recipe`.
+    spec: object
+    split: Split
+    recipe: Recipe
+    chosen: dict[str, list[list[Case]]]
+    pseudo_cases: dict[str, Case]
+    source: object
+
+
+def plan_training(dataset_dir, recipe: Recipe, out_dir: Path, options: RunOptions, teacher=None,
+                  pseudo_labels=None) -> TrainingPlan:
+    """Check the dataset and the recipe against it and decide what trains (see :class:`TrainingPlan`).
 
     Raises:
-        InputError: ``flareseg dataset check`` finds an error in the dataset (nothing is written),
-            or the recipe cannot train on it.
+        InputError: ``flareseg dataset check`` finds an error, the recipe cannot train on the
+            dataset, or ``out_dir`` holds another run.
     """
-    out_dir = Path(out_dir)
-    spec = require_clean_dataset(dataset_dir, progress=options.progress).spec
+    spec = require_clean_dataset(dataset_dir, progress=options.progress and options.world.main).spec
     cases = list_cases(spec)
     split = split_cases(cases, recipe.train.val_fraction, recipe.train.seed)
     if not split.train:
@@ -234,37 +240,84 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
     if (out_dir / RECIPE_YAML).is_file() and not options.resume:
         raise InputError(f"{out_dir} already holds a model or a training run; use --resume or another --out")
     check_resumed_recipe(out_dir, recipe, options.resume)
-    recipe = with_statistics(recipe, split.train, out_dir, options.resume, options.progress)
+    return TrainingPlan(spec, split, recipe, chosen, pseudo_cases, source)
+
+
+def stage_samples(stage, plan: TrainingPlan, folder: Path, pseudo):
+    """A stage's training and validation samples and those of each of its phases.
+
+    Raises:
+        InputError: A phase's cases give no sample (e.g. every crop too thin for the stage).
+    """
+    split = plan.split
+    samples = load_samples(split.train + split.val, folder)
+    val_ids = {case.case_id for case in split.val}
+    train_samples = [s for s in samples if s.case_id not in val_ids]
+    val_samples = [s for s in samples if s.case_id in val_ids]
+    phase_samples = []
+    for number, (phase, pool) in enumerate(zip(plan.recipe.phases(stage), plan.chosen[stage.name]), start=1):
+        ids = {case.case_id for case in pool}
+        kept = [s for s in (pseudo(stage) if phase.pseudo_labels else train_samples) if s.case_id in ids]
+        if not kept:
+            raise InputError(f"stage {stage.name!r}, phase {number}: its cases give no training sample")
+        phase_samples.append(kept)
+    return train_samples, val_samples, phase_samples
+
+
+def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, options: RunOptions = RunOptions(),
+                cache_dir: str | Path | None = None, teacher: str | Path | None = None,
+                pseudo_labels: str | Path | None = None) -> Path:
+    """Train all stages of ``recipe`` on the dataset and write the model directory.
+
+    Stages whose weights already exist are skipped on resume; the one that was interrupted
+    continues from its last checkpoint. ``model.json`` is written last, so a directory
+    without it is not (yet) a model. ``teacher`` (a model directory) or ``pseudo_labels`` (a
+    round ``flareseg pseudolabel`` stored) gives the pseudo-labels of the phases that ask for
+    them (:mod:`flareseg.training.pseudo_labels`); a recipe that names no such phase trains as
+    its :func:`flareseg.training.pseudo_phases.student_recipe`. On several processes
+    (``options.world``) rank 0 alone reads the cases into the cache and writes files.
+
+    Raises:
+        InputError: ``flareseg dataset check`` finds an error in the dataset (nothing is written),
+            or the recipe cannot train on it.
+    """
+    out_dir = Path(out_dir)
+    plan = plan_training(dataset_dir, recipe, out_dir, options, teacher, pseudo_labels)
     cache = Path(cache_dir) if cache_dir else out_dir / "training" / "cache"
-    folders = cache_samples(split.train + split.val, recipe, cache, progress=options.progress)
-    pseudo = None
-    if pseudo_cases:
-        pseudo = pseudo_samples(list(pseudo_cases.values()), recipe, source, cache, options.progress)
-    prepare_output(out_dir, recipe, options.resume)  # after every case was read: a bad one leaves no run behind
+    world, split = options.world, plan.split
+
+    def read_cases(recipe: Recipe):
+        progress = options.progress and world.main
+        folders = cache_samples(split.train + split.val, recipe, cache, progress=progress)
+        cases = list(plan.pseudo_cases.values())
+        return folders, pseudo_samples(cases, recipe, plan.source, cache, progress) if cases else None
+
+    def prepare() -> Recipe:
+        resolved = with_statistics(plan.recipe, split.train, out_dir, options.resume, options.progress)
+        read_cases(resolved)
+        prepare_output(out_dir, resolved, options.resume)  # after every case was read: a bad one leaves no run behind
+        return resolved
+
+    recipe = on_main(world, prepare)  # the other processes then find the cache full
+    plan = dataclasses.replace(plan, recipe=recipe)
+    folders, pseudo = read_cases(recipe)
     for index, stage in enumerate(recipe.stages):
         if options.resume and weights_path(out_dir, stage.name).is_file():
             continue
         start = time.perf_counter()
-        samples = load_samples(split.train + split.val, folders[stage.name])
-        val_ids = {case.case_id for case in split.val}
-        train_samples = [s for s in samples if s.case_id not in val_ids]
-        val_samples = [s for s in samples if s.case_id in val_ids]
-        phase_samples = []
-        for number, (phase, pool) in enumerate(zip(recipe.phases(stage), chosen[stage.name]), start=1):
-            ids = {case.case_id for case in pool}
-            kept = [s for s in (pseudo(stage) if phase.pseudo_labels else train_samples) if s.case_id in ids]
-            if not kept:  # e.g. every crop of its cases was too thin for the stage
-                raise InputError(f"stage {stage.name!r}, phase {number}: its cases give no training sample")
-            phase_samples.append(kept)
+        train_samples, val_samples, phase_samples = stage_samples(stage, plan, folders[stage.name], pseudo)
         best = train_stage(stage, index, recipe, train_samples, val_samples,
                            out_dir / "training" / stage.name, options, phase_samples)
-        save_weights(best, weights_path(out_dir, stage.name))
-        stage_summary = {"samples": len(train_samples), "val_samples": len(val_samples),
-                         "seconds": round(time.perf_counter() - start, 1)}
-        atomic_write_text(out_dir / "training" / stage.name / "summary.json", json.dumps(stage_summary))
-    summary = {stage.name: json.loads((out_dir / "training" / stage.name / "summary.json").read_text())
-               for stage in recipe.stages}
-    write_model_json(out_dir, recipe, split, spec.root, options, summary, source.origin if pseudo_cases else None)
+        if world.main:
+            save_weights(best, weights_path(out_dir, stage.name))
+            stage_summary = {"samples": len(train_samples), "val_samples": len(val_samples),
+                             "seconds": round(time.perf_counter() - start, 1)}
+            atomic_write_text(out_dir / "training" / stage.name / "summary.json", json.dumps(stage_summary))
+    if world.main:
+        summary = {stage.name: json.loads((out_dir / "training" / stage.name / "summary.json").read_text())
+                   for stage in recipe.stages}
+        origin = plan.source.origin if plan.pseudo_cases else None
+        write_model_json(out_dir, recipe, split, plan.spec.root, options, summary, origin)
     return out_dir
 
 
@@ -283,7 +336,7 @@ def write_model_json(out_dir: Path, recipe: Recipe, split: Split, dataset: Path,
             "val_cases": [c.case_id for c in split.val],
             **({"pseudo_labels": pseudo_labels} if pseudo_labels else {}),
             "validated_on": "validation cases" if split.val else "training cases (too few labelled cases)",
-            "device": options.device, "stages": summary,
+            "device": options.device, "world_size": options.world.size, "stages": summary,
             "flareseg": __version__, "torch": torch.__version__, "machine": platform.machine(),
             "date": time.strftime("%Y-%m-%d"),
         },
