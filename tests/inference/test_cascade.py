@@ -10,7 +10,15 @@ import pytest
 
 from flareseg.data import default_model_dir
 from flareseg.evaluation.surface import dice
-from flareseg.inference.cascade import crop_boxes, label_boxes, labels_on_grid, run_stage, segment_canonical
+from flareseg.inference.cascade import (
+    crop_boxes,
+    entropy_nats,
+    label_boxes,
+    labels_on_grid,
+    run_stage,
+    segment_canonical,
+    softmax_entropy,
+)
 from flareseg.inference.model import LoadedModel, load_model
 from flareseg.io import read_ct, read_volume
 from flareseg.preprocessing.crop import Box
@@ -56,6 +64,46 @@ def test_group_stage_refines_inside_the_coarse_box_with_its_margin():
     # Gallbladder is refined by no fine stage: it comes from the coarse stage, resized.
     gallbladder = np.argwhere(out == 9)
     assert gallbladder.min(0).tolist() == [24, 36, 48] and (gallbladder.max(0) + 1).tolist() == [28, 42, 56]
+
+
+def test_entropy_in_nats_by_hand():
+    # uniform over K channels: log K; one-hot: 0; (1/4, 3/4): -(1/4 ln 1/4 + 3/4 ln 3/4)
+    p = np.zeros((4, 1, 1, 4), np.float32)
+    p[:, 0, 0, 0] = 0.25
+    p[:2, 0, 0, 1] = 0.5
+    p[2, 0, 0, 2] = 1.0
+    p[0, 0, 0, 3], p[1, 0, 0, 3] = 0.25, 0.75
+    expected = [np.log(4), np.log(2), 0.0, -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))]
+    assert entropy_nats(p).shape == (1, 1, 4)
+    assert np.allclose(entropy_nats(p)[0, 0], expected, atol=1e-6)
+    assert np.allclose(entropy_nats(np.moveaxis(p, 0, -1), axis=-1)[0, 0], expected, atol=1e-6)
+    # of a stage's scores: the softmax's entropy; equal scores are uniform, a large margin one-hot
+    logits = np.log(p + 1e-30)[None]
+    assert np.allclose(softmax_entropy(logits)[0, 0], expected, atol=1e-5)
+    assert softmax_entropy(np.zeros((1, 3, 1, 1, 1)))[0, 0, 0] == pytest.approx(np.log(3))
+    assert softmax_entropy(np.array([0, 1e4, 0], np.float32).reshape(1, 3, 1, 1, 1))[0, 0, 0] == 0
+
+
+def test_entropy_comes_from_the_stage_that_labelled_each_voxel_and_changes_no_label():
+    recipe = _recipe([COARSE, {"name": "large", "labels": [1], "size_zyx": [8, 8, 8], "crop": "group", "margin_mm": 4}])
+
+    def fine(x):  # liver everywhere, scores (0, 1): p = (1, e) / (1 + e)
+        return np.stack([np.zeros(x.shape[2:]), np.ones(x.shape[2:])])[None].astype(np.float32)
+
+    model = LoadedModel(None, recipe, {"coarse": _coarse_runner, "large": fine}, "test")
+    hu = np.zeros((32, 48, 64), np.int16)
+    entropy = np.full(hu.shape, -1, np.float32)
+    out = segment_canonical(hu, (2.0, 1.0, 1.0), model, entropy=entropy)
+    assert np.array_equal(out, segment_canonical(hu, (2.0, 1.0, 1.0), model))
+
+    def by_hand(scores):
+        q = np.exp(scores) / np.exp(scores).sum()
+        return -(q * np.log(q)).sum()
+
+    # liver from the fine stage; gallbladder (no fine stage) from the coarse one: scores (1, 0, 0, 5)
+    assert np.allclose(entropy[out == 1], by_hand(np.array([0.0, 1.0])), atol=1e-6)
+    assert np.allclose(entropy[out == 9], by_hand(np.array([1.0, 0.0, 0.0, 5.0])), atol=1e-6)
+    assert np.all(entropy[out == 0] == -1)  # background: left as it was
 
 
 def test_each_stage_crops_one_box_per_label_and_keeps_only_that_label():

@@ -14,7 +14,11 @@ from flareseg.datasets.label_mapping import MERGED_BASE
 from flareseg.errors import InputError
 from flareseg.inference.predict import predict
 from flareseg.io import read_volume, write_labelmap
-from flareseg.training.pseudo_rounds import PROVENANCE, pseudolabel_round, round_folder
+from flareseg.inference.model import read_recipe
+from flareseg.training.pseudo_rounds import PROVENANCE, RoundOptions, class_entropy, pseudolabel_round, round_folder
+
+
+QUIET = RoundOptions(progress=False)
 
 
 @pytest.fixture
@@ -38,7 +42,7 @@ def dataset(tmp_path, data_dir):
 
 
 def test_a_round_fills_what_cases_do_not_annotate_splits_the_merged_contour_and_resumes(dataset, data_dir):
-    report = pseudolabel_round(dataset, default_model_dir(), progress=False)
+    report = pseudolabel_round(dataset, default_model_dir(), options=QUIET)
     folder = round_folder(dataset, 1)
     assert report.number == 1 and sorted(report.done) == ["cb001", "hcc006"] and not report.failed
     provenance = json.loads((folder / PROVENANCE).read_text())
@@ -63,9 +67,20 @@ def test_a_round_fills_what_cases_do_not_annotate_splits_the_merged_contour_and_
     others = ~contour & (predicted > 0) & ~np.isin(predicted, (11, 12))
     assert others.any() and np.array_equal(filled[others], predicted[others])
 
+    # flareseg's extension: the teacher's mean softmax entropy per class it labelled, within
+    # [0, log C] for the C channels of the stage that refines the class
+    channels = {label: len(stage.labels) + 1 for stage in read_recipe(default_model_dir()).stages[1:]
+                for label in stage.labels}
+    entropy = {int(c): v for c, v in provenance["cases"]["hcc006"]["entropy"].items()}
+    assert set(entropy) == set(np.unique(stored.array)) - {0}
+    assert all(0 <= v <= np.log(channels[c]) for c, v in entropy.items()) and max(entropy.values()) > 0
+    # the partial case: only the classes the teacher filled in (others, and where it split the contour)
+    partial = {int(c) for c in provenance["cases"]["cb001"]["entropy"]}
+    assert partial == set(np.unique(filled[~contour])) - {0} | set(np.unique(filled[split]))
+
     # an interrupted round resumes: only the missing case is redone
     (folder / "cb001.nii.gz").unlink()
-    again = pseudolabel_round(dataset, default_model_dir(), progress=False)
+    again = pseudolabel_round(dataset, default_model_dir(), options=QUIET)
     assert again.number == 1 and again.done == ["cb001"] and again.kept == ["hcc006"]
 
 
@@ -76,7 +91,7 @@ def test_another_teacher_starts_the_next_round_and_selection_drops_the_unstable_
     with open(student / "recipe.yaml", "a") as handle:
         handle.write("# retrained\n")  # another teacher: its recipe file differs
     with pytest.raises(InputError, match="round 1 was written by another teacher"):
-        pseudolabel_round(dataset, student, number=1, progress=False)
+        pseudolabel_round(dataset, student, number=1, options=QUIET)
     assert main(["pseudolabel", "--dataset", str(dataset), "-m", str(student), "--quiet"]) == 0
     assert (round_folder(dataset, 2) / "cb001.nii.gz").is_file()
 
@@ -98,3 +113,38 @@ def test_selection_needs_two_rounds_and_pseudolabel_needs_a_teacher_or_select(da
     assert main(["pseudolabel", "--dataset", str(dataset)]) == 1
     errors = capsys.readouterr().err.splitlines()
     assert "at least two needed" in errors[0] and "give -m TEACHER" in errors[1]
+
+
+def test_class_entropy_is_the_mean_over_each_class_voxels_by_hand():
+    labels = np.array([[[0, 1, 1, 2, 2, 2]]], np.uint8)
+    entropy = np.array([[[9.0, 0.1, 0.3, 0.0, 0.6, 0.3]]], np.float32)
+    assert class_entropy(labels, entropy) == {1: pytest.approx(0.2), 2: pytest.approx(0.3)}
+    where = np.array([[[True, True, False, False, False, True]]])
+    assert class_entropy(labels, entropy, where) == {1: pytest.approx(0.1), 2: pytest.approx(0.3)}
+
+
+def test_worker_processes_write_the_same_round_as_one_process(tmp_path, data_dir):
+    """Two small real scans and a broken one, in two worker processes and in this one."""
+    root = tmp_path / "Dataset"
+    (root / "imagesUnlabelledTr").mkdir(parents=True)
+    for name, source in (("sm", "example_ct_sm.nii.gz"), ("full", "example_ct.nii.gz")):
+        shutil.copy(data_dir / "ts_example" / source, root / "imagesUnlabelledTr" / f"{name}_0000.nii.gz")
+    (root / "imagesUnlabelledTr" / "broken_0000.nii.gz").write_bytes(b"not a scan")
+    spec = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1}, "numTraining": 0,
+            "file_ending": ".nii.gz", "unlabelled": ["broken", "full", "sm"]}
+    (root / "dataset.json").write_text(json.dumps(spec))
+    reports = {workers: pseudolabel_round(root, default_model_dir(), root=tmp_path / f"workers{workers}",
+                                          options=RoundOptions(progress=False, threads=1, workers=workers))
+               for workers in (1, 2)}
+    for report in reports.values():
+        assert sorted(report.done) == ["full", "sm"] and list(report.failed) == ["broken"]
+        assert "not a gzip-compressed NIfTI file" in report.failed["broken"]
+    one, two = (json.loads((report.folder / PROVENANCE).read_text())["cases"] for report in reports.values())
+    for entry in (*one.values(), *two.values()):
+        del entry["seconds"]
+    assert one == two and set(one) == {"full", "sm"}
+    for case in one:
+        first, second = (read_volume(report.folder / f"{case}.nii.gz") for report in reports.values())
+        assert first.geometry.matches(second.geometry) and np.array_equal(first.array, second.array)
+        assert first.array.any()
+    assert sorted(path.name for path in reports[2].folder.iterdir()) == ["full.nii.gz", PROVENANCE, "sm.nii.gz"]

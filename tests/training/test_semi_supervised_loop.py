@@ -97,6 +97,7 @@ def test_the_planted_unstable_pseudo_label_is_dropped_reported_and_not_trained_o
     out = tmp / "out"
     selection = json.loads((out / "pseudoLabelsTr" / "selection.json").read_text())
     assert selection["rounds"] == [1, 2] and selection["dropped"] == [PLANTED]
+    assert set(selection["entropy"]) == set(selection["instability"])  # every case's teacher entropy, per class
     assert len(selection["kept"]) == 3 and PLANTED not in selection["kept"]
     assert selection["instability"][PLANTED] == max(selection["instability"].values())
     assert json.loads((out / "rounds.json").read_text())[1]["selection"]["dropped"] == [PLANTED]

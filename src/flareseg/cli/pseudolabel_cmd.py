@@ -20,12 +20,24 @@ def share(text: str) -> float:
     return value
 
 
+def nats(text: str) -> float:
+    """A non-negative entropy in nats."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
 def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser(
         "pseudolabel", help="pseudo-label a dataset's unlabelled cases with a model, round by round",
         description="With -m TEACHER: predict every unlabelled case, and the classes partially labelled "
         "cases do not annotate (their own labels win), into DATASET/pseudoLabelsTr/roundN/ with "
-        "provenance.json; an interrupted round resumes. With --select: rank the cases by how much their "
+        "provenance.json (with, per case and class, the teacher's mean softmax entropy: flareseg's "
+        "extension); an interrupted round resumes. With --select: rank the cases by how much their "
         "pseudo-label changed between consecutive rounds (the FLARE22 winner's rule) and keep the most "
         "stable share, writing pseudoLabelsTr/selection.json and selection.csv.",
     )
@@ -39,8 +51,16 @@ def add_parsers(subparsers) -> None:
                         help="share of cases kept by --select (default 0.962: the FLARE22 winner's 1924 of 2000)")
     parser.add_argument("--class-threshold", type=float, metavar="X",
                         help="flareseg's extension: also drop a kept case's class whose own instability exceeds X")
+    parser.add_argument("--max-entropy", type=nats, metavar="X",
+                        help="flareseg's extension: also drop a kept case's class whose mean softmax entropy "
+                        "(nats, as the last round recorded it) exceeds X; cases of rounds that recorded none "
+                        "are never dropped for it")
     parser.add_argument("--device", default="cpu", type=device, help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for the network")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads for the network (per worker; default with --workers N: the cores // N)")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="predict cases in N worker processes, each loading the teacher once (default 1: "
+                        "in this process)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors still print)")
     parser.set_defaults(run=run)
 
@@ -57,11 +77,11 @@ def _pseudolabel(args: argparse.Namespace) -> int:
     import sys
 
     from flareseg.cli.messages import one_line_warnings
-    from flareseg.training.pseudo_rounds import pseudolabel_round
+    from flareseg.training.pseudo_rounds import RoundOptions, pseudolabel_round
 
+    options = RoundOptions(not args.quiet, args.device, args.threads, args.workers)
     with one_line_warnings():
-        report = pseudolabel_round(args.dataset, args.model, args.round, args.overwrite, progress=not args.quiet,
-                                   device=args.device, threads=args.threads)
+        report = pseudolabel_round(args.dataset, args.model, args.round, args.overwrite, options=options)
     for case, error in report.failed.items():
         print(f"failed: {case}: {error}", file=sys.stderr)
     if not args.quiet:
@@ -72,17 +92,22 @@ def _pseudolabel(args: argparse.Namespace) -> int:
 
 def _select(args: argparse.Namespace) -> int:
     from flareseg.training.pseudo_rounds import rounds_present
-    from flareseg.training.pseudo_selection import score_rounds, select_cases, write_selection
+    from flareseg.training.pseudo_selection import round_entropies, score_rounds, select_cases, write_selection
 
     rounds = rounds_present(args.dataset)
     scores, class_scores = score_rounds(args.dataset, rounds)
-    selection = select_cases(scores, args.keep, class_scores, args.class_threshold)
-    path = write_selection(args.dataset, selection, scores, class_scores,
-                           {"rounds": rounds, "keep": args.keep, "class_threshold": args.class_threshold})
+    entropies = round_entropies(args.dataset, rounds[-1])
+    selection = select_cases(scores, args.keep, class_scores, args.class_threshold, entropies, args.max_entropy)
+    settings = {"rounds": rounds, "keep": args.keep, "class_threshold": args.class_threshold,
+                "max_entropy": args.max_entropy}
+    path = write_selection(args.dataset, selection, scores, class_scores, settings, entropies=entropies)
     if not args.quiet:
         print(f"kept {len(selection.kept)} of {len(scores)} case(s); dropped (least stable first): "
               f"{', '.join(reversed(selection.dropped)) or 'none'}")
         for case, classes in selection.dropped_classes.items():
-            print(f"  {case}: classes {', '.join(map(str, classes))} dropped")
+            reasons = [f"{name} {', '.join(map(str, found[case]))}" for name, found in
+                       (("unstable", selection.instability_dropped), ("uncertain", selection.entropy_dropped))
+                       if case in found]
+            print(f"  {case}: classes {', '.join(map(str, classes))} dropped ({'; '.join(reasons)})")
         print(f"wrote {path} and {path.with_suffix('.csv')}")
     return 0

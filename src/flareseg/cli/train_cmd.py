@@ -40,6 +40,9 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--class-threshold", type=float, metavar="X",
                        help="with --rounds: also drop a kept case's class whose instability exceeds X "
                             "(flareseg's extension)")
+    train.add_argument("--max-entropy", type=float, metavar="X",
+                       help="with --rounds: also drop a kept case's class whose mean softmax entropy (nats) in the "
+                            "last round exceeds X (flareseg's extension)")
     train.add_argument("--threads", type=positive_int, help="CPU threads (of each process with --nproc)")
     train.add_argument("--nproc", type=positive_int, metavar="N",
                        help="train in N processes on this machine (DistributedDataParallel through torchrun; "
@@ -94,11 +97,11 @@ def run_train(args: argparse.Namespace) -> int:
             out = train_model(args.dataset, recipe, args.out, options, args.cache, args.teacher, args.pseudo_labels)
     elif args.rounds:
         out = _train_rounds(args, recipe, options)
-    elif args.keep is not None or args.class_threshold is not None:
+    elif args.keep is not None or args.class_threshold is not None or args.max_entropy is not None:
         from flareseg.errors import InputError
 
-        raise InputError("--keep and --class-threshold select pseudo-labels of --rounds; with --pseudo-labels, "
-                         "select with `flareseg pseudolabel --select`")
+        raise InputError("--keep, --class-threshold and --max-entropy select pseudo-labels of --rounds; with "
+                         "--pseudo-labels, select with `flareseg pseudolabel --select`")
     else:
         out = train_model(args.dataset, recipe, args.out, options, args.cache, args.teacher, args.pseudo_labels)
     if world.main:
@@ -143,5 +146,5 @@ def _train_rounds(args: argparse.Namespace, recipe, options):
     if args.resume:
         raise InputError("--rounds resumes by itself: run the same command again, without --resume")
     keep = RoundsConfig.keep if args.keep is None else args.keep
-    config = RoundsConfig(args.rounds, args.teacher, keep, args.class_threshold)
+    config = RoundsConfig(args.rounds, args.teacher, keep, args.class_threshold, args.max_entropy)
     return train_rounds(args.dataset, recipe, args.out, config, options, args.cache)

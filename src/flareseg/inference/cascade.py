@@ -13,6 +13,11 @@ neighbour; optionally (``fine_boundaries``), where its labels change, the class 
 interpolated at the full-resolution voxels (:func:`labels_on_grid`), so that boundaries are not
 blocks of the stage's voxel size. Whole class-score volumes are never resampled, so memory
 stays bounded by a few copies of the input.
+
+flareseg's extension, for pseudo-labels: on request (``entropy``), the cascade also reports how
+unsure the network was of each voxel it labels: the entropy of the softmax of the stage that
+labelled it (:func:`softmax_entropy`), on that stage's grid, carried to the scan's voxels as its
+labels are.
 """
 
 from __future__ import annotations
@@ -114,6 +119,34 @@ def mixed_cells(labels: np.ndarray) -> np.ndarray:
     return low != high
 
 
+def entropy_nats(probabilities: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Shannon entropy ``-sum p log p`` in nats over the channel ``axis`` of a probability array
+    (``0 log 0 = 0``): 0 for a one-hot vector, ``log K`` for the uniform one over K channels.
+
+    Args:
+        probabilities: float, e.g. ``[C, D, H, W]``, non-negative and summing to 1 along ``axis``.
+        axis: The channel axis.
+
+    Returns:
+        float32, ``probabilities``' shape without ``axis``.
+    """
+    p = np.asarray(probabilities, np.float32)
+    log_p = np.log(p, where=p > 0, out=np.zeros_like(p))  # 0 where p is 0: 0 log 0 = 0
+    return np.maximum(-(p * log_p).sum(axis=axis), 0).astype(np.float32)
+
+
+def softmax_entropy(logits: np.ndarray) -> np.ndarray:
+    """The entropy in nats (:func:`entropy_nats`) of the softmax over the channels of a stage's
+    class scores ``[1, C, D, H, W]``: float32 ``[D, H, W]`` in ``[0, log C]`` on the stage's grid
+    (flareseg's extension: how unsure the network is of each voxel)."""
+    shifted = logits[0].astype(np.float32) - logits[0].max(axis=0, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=0)
+    # -sum p log p with p = exp / total and log p = shifted - log total
+    entropy = np.log(total) - (exp * shifted).sum(axis=0) / total
+    return np.clip(entropy, 0, np.log(logits.shape[1])).astype(np.float32)
+
+
 def logits_to_labels(logits: np.ndarray, stage: StageConfig) -> np.ndarray:
     """Argmax over channels of ``[1, C, D, H, W]`` logits, as FLARE ids (uint8 ``[D, H, W]``)."""
     lookup = channel_ids(stage)
@@ -203,7 +236,8 @@ def label_boxes(labels: np.ndarray) -> dict[int, Box]:
 
 
 def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postprocess: bool = True,
-                      second_chance: bool = True, fine_boundaries: bool = False) -> np.ndarray:
+                      second_chance: bool = True, fine_boundaries: bool = False,
+                      entropy: np.ndarray | None = None) -> np.ndarray:
     """Segment a canonical HU array ``[z, y, x]``; returns FLARE ids, uint8, the same shape.
 
     Fine stages' labels come back to the scan's grid by nearest neighbour, or, with
@@ -214,20 +248,30 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
     With ``second_chance``, fine stages also look for the organs the coarse stage missed, near
     their neighbours (see :func:`crop_boxes`); such an organ is kept only where its fine stage
     predicts it. When the coarse stage finds every organ, it changes nothing and runs no network.
+
+    ``entropy`` (flareseg's extension; None, the default, costs nothing): a float32 array of
+    ``hu``'s shape that receives, at each voxel the result labels, the entropy in nats of the
+    softmax of the stage that labelled it (:func:`softmax_entropy`). It is computed on that stage's
+    own grid, where its class scores exist (a fine stage's resized crop; the coarse stage's grid
+    for the classes no fine stage refines), and carried to the scan's voxels by nearest neighbour,
+    as the labels are (also with ``fine_boundaries``). Other voxels are left as they were. The labels
+    do not change.
     """
     recipe = model.recipe
     first, fine_stages = recipe.stages[0], recipe.stages[1:]
     postprocess = postprocess and recipe.postprocess == "largest_component"
-    coarse = run_stage(model, first, hu, spacing_zyx_mm)
+    refined = {label for stage in fine_stages for label in stage.labels}
+    leftover = [label for label in first.labels if label not in refined]
+    coarse, coarse_entropy = _coarse_stage(model, first, hu, spacing_zyx_mm, entropy is not None and bool(leftover))
     if fine_stages or postprocess:
         keep_largest_components(coarse, channel_ids(first)[1:])  # stray voxels would stretch the crop boxes
     out = np.zeros(hu.shape, np.uint8)
-    refined = {label for stage in fine_stages for label in stage.labels}
-    leftover = [label for label in first.labels if label not in refined]
     if leftover:  # classes no fine stage refines come straight from the coarse stage
         full = resize(coarse, hu.shape, order=0)
         selected = np.isin(full, leftover)
         out[selected] = full[selected]
+        if entropy is not None:
+            entropy[selected] = resize(coarse_entropy, hu.shape, order=0)[selected]
     boxes_so_far = label_boxes(out) if leftover else {}  # of ``out``, kept up to date paste by paste
     for stage in fine_stages:
         found: set[int] = set()  # labels this stage has pasted; a second-chance box looks for the others
@@ -240,11 +284,29 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
                 resize(logits_to_labels(logits, stage), box.shape, order=0)
             pasted = np.isin(patch, subset) & (crop(out, box) == 0)
             paste(out, box, patch, where=pasted)
-            new_boxes = label_boxes(np.where(pasted, patch, 0))
-            found.update(new_boxes)
-            for label, part in new_boxes.items():
-                part = part.shifted(box.start)
-                boxes_so_far[label] = union(boxes_so_far[label], part) if label in boxes_so_far else part
+            if entropy is not None:
+                paste(entropy, box, resize(softmax_entropy(logits), box.shape, order=0), where=pasted)
+            found.update(_record_boxes(boxes_so_far, np.where(pasted, patch, 0), box))
     if postprocess:
         keep_largest_components(out, recipe.class_ids)
     return out
+
+
+def _coarse_stage(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacing_zyx_mm,
+                  with_entropy: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first stage's labels on its grid (:func:`run_stage`), and with ``with_entropy`` the
+    :func:`softmax_entropy` of the same class scores (else None)."""
+    if not with_entropy:
+        return run_stage(model, stage, hu, spacing_zyx_mm), None
+    logits = stage_logits(model, stage, hu, spacing_zyx_mm)
+    return logits_to_labels(logits, stage), softmax_entropy(logits)
+
+
+def _record_boxes(boxes_so_far: dict[int, Box], pasted: np.ndarray, box: Box) -> set[int]:
+    """Grow ``boxes_so_far`` (full grid, by class) by the labels ``pasted`` (labels on ``box``, 0
+    elsewhere) in place; returns the classes pasted."""
+    new_boxes = label_boxes(pasted)
+    for label, part in new_boxes.items():
+        part = part.shifted(box.start)
+        boxes_so_far[label] = union(boxes_so_far[label], part) if label in boxes_so_far else part
+    return set(new_boxes)

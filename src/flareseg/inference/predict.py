@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from flareseg.errors import FlaresegError
 from flareseg.inference.cases import Case, name_collisions
 from flareseg.inference.cascade import segment_canonical
@@ -69,6 +71,24 @@ def segment(ct: Volume, model: LoadedModel, postprocess: bool = True, second_cha
     labels = segment_canonical(canonical.array, canonical.geometry.spacing_zyx_mm, model, postprocess, second_chance,
                                fine_boundaries)
     return Volume(reorientation.invert(labels), ct.geometry)
+
+
+def segment_with_entropy(ct: Volume, model: LoadedModel, postprocess: bool = True, second_chance: bool = True,
+                         fine_boundaries: bool = False) -> tuple[Volume, np.ndarray]:
+    """:func:`segment`, and how unsure the network was of each voxel it labels (flareseg's extension).
+
+    Returns:
+        The label map (as :func:`segment` returns it, voxel for voxel), and float32 ``[z, y, x]``
+        on the CT's grid: at each labelled voxel, the entropy in nats of the softmax of the stage
+        that labelled it, computed on that stage's own grid and carried over by nearest neighbour
+        (``entropy`` of :func:`flareseg.inference.cascade.segment_canonical`); 0 at background.
+    """
+    canonical, reorientation = to_canonical(ct)
+    entropy = np.zeros(canonical.array.shape, np.float32)
+    labels = segment_canonical(canonical.array, canonical.geometry.spacing_zyx_mm, model, postprocess, second_chance,
+                               fine_boundaries, entropy=entropy)
+    entropy[labels == 0] = 0
+    return Volume(reorientation.invert(labels), ct.geometry), reorientation.invert(entropy)
 
 
 def predict(input: str | os.PathLike, output: str | os.PathLike | None = None,

@@ -9,11 +9,22 @@ where the teacher predicts no member keep the merged code). Values are FLARE ids
 codes of :mod:`flareseg.datasets.label_mapping`. ``provenance.json`` records the teacher (path, a
 hash of its recipe and weights, the classes it predicts), the round, the date and each finished case, so an interrupted
 round resumes where it stopped. The folder is flareseg's; nnU-Net ignores it.
+
+Each finished case records (flareseg's extension) how unsure the teacher was of what it labelled:
+``"entropy": {"CLASS": nats}``, per class, the mean over the voxels the pseudo-label takes from the
+teacher with that class of the entropy of the teacher's softmax (:func:`class_entropy`). Rounds
+written before it have no ``entropy``.
+
+With ``workers`` > 1, cases are predicted in that many worker processes (spawned; each loads the
+teacher once and writes its cases' files); the parent alone writes ``provenance.json``, as each
+case finishes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -80,6 +91,23 @@ def fill_case(label: np.ndarray | None, predicted: np.ndarray, annotated: tuple[
     return filled
 
 
+def class_entropy(labels: np.ndarray, entropy: np.ndarray, where: np.ndarray | None = None) -> dict[int, float]:
+    """Per class, the mean entropy over its voxels (flareseg's extension).
+
+    Args:
+        labels: Label map ``[z, y, x]``, uint8 class ids.
+        entropy: float32 ``[z, y, x]``, entropy in nats per voxel (on ``labels``' grid).
+        where: bool ``[z, y, x]``: only these voxels count (default: every voxel).
+
+    Returns:
+        Class id -> mean entropy in nats, for each foreground class with a voxel that counts.
+    """
+    labels, entropy = (labels, entropy) if where is None else (labels[where], entropy[where])
+    counts = np.bincount(labels.ravel(), minlength=256)
+    sums = np.bincount(labels.ravel(), weights=entropy.ravel().astype(np.float64), minlength=256)
+    return {int(c): float(sums[c] / counts[c]) for c in np.flatnonzero(counts) if c}
+
+
 @dataclass
 class RoundReport:
     """What a pseudo-labelling round did: cases written, kept from an interrupted run, failed."""
@@ -91,15 +119,44 @@ class RoundReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class CaseOutcome:
+    """One case of a round: its provenance entry when written, else why it failed."""
+
+    case_id: str
+    entry: dict | None = None
+    error: str = ""
+
+
 def pseudo_cases(dataset: Path, teacher_classes: tuple[int, ...]) -> list[Case]:
     """The cases a teacher labels: unlabelled ones, and those that leave a class it knows unannotated."""
     return [case for case in list_cases(load_spec(dataset))
             if case.label is None or set(teacher_classes) - set(case.annotated)]
 
 
+@dataclass(frozen=True)
+class RoundOptions:
+    """How a round runs.
+
+    Attributes:
+        progress: A progress bar.
+        device: Where the teacher runs.
+        threads: CPU threads for the network (default: the library's choice); with ``workers`` > 1,
+            per worker (default: the CPU cores // ``workers``).
+        workers: Worker processes that predict cases (1: in this process). Each loads the teacher
+            once and writes its cases' files; only this process writes ``provenance.json``, as each
+            case finishes, so an interrupted round (Ctrl-C ends the workers) keeps what finished.
+    """
+
+    progress: bool = True
+    device: str = "cpu"
+    threads: int | None = None
+    workers: int = 1
+
+
 def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int | None = None,
-                      overwrite: bool = False, progress: bool = True, device: str = "cpu",
-                      threads: int | None = None, root: Path | None = None) -> RoundReport:
+                      overwrite: bool = False, root: Path | None = None,
+                      options: RoundOptions = RoundOptions()) -> RoundReport:
     """Pseudo-label every unlabelled and partially labelled case of a dataset with a teacher.
 
     Args:
@@ -107,45 +164,175 @@ def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int 
             the next one.
         overwrite: Redo a round another teacher wrote (else that is an error).
         root: Folder of the rounds (default ``DATASET/pseudoLabelsTr``).
+        options: Progress, device, threads and worker processes (:class:`RoundOptions`).
 
     Raises:
         InputError: The dataset has nothing to pseudo-label, or the round belongs to another teacher.
     """
     from tqdm import tqdm
 
-    from flareseg.inference.model import load_model
-    from flareseg.io.atomic import atomic_write_text
-    from flareseg.training.pseudo_labels import teacher_key
-
+    progress, device, threads, workers = options.progress, options.device, options.threads, options.workers
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     dataset = Path(dataset)
-    model = load_model(teacher_dir, device=device, threads=threads)
+    model = _parent_teacher(teacher_dir, device, threads, workers)
     cases = pseudo_cases(dataset, model.recipe.class_ids)
     if not cases:
         raise InputError(f"{dataset}: every case annotates every class of the teacher; nothing to pseudo-label")
-    key = teacher_key(model)
+    key = _teacher_key(model)
     number = number or _default_round(dataset, key, root)
     folder = round_folder(dataset, number, root)
     provenance = _start_round(folder, number, teacher_dir, key, overwrite, model.recipe.class_ids)
     report = RoundReport(folder, number)
-    ending = load_spec(dataset).file_ending
-    for case in tqdm(cases, desc=f"pseudo-labels, round {number}", unit="case", disable=not progress):
+    todo = _cases_to_do(cases, folder, load_spec(dataset).file_ending, provenance, report)
+    with tqdm(total=len(cases), initial=len(report.kept), desc=f"pseudo-labels, round {number}", unit="case",
+              disable=not progress) as bar:
+        record = functools.partial(_record, provenance, report, bar)
+        if workers == 1:
+            for case, path in todo:
+                record(label_case(case, model, path))
+        else:
+            threads = threads or max(1, _cores() // workers)
+            _run_workers(todo, _WorkerTask(str(Path(teacher_dir).resolve()), device, threads), workers, record)
+    return report
+
+
+def label_case(case: Case, model, path: Path) -> CaseOutcome:
+    """Pseudo-label one case with a loaded teacher and write it to ``path``; an error that concerns
+    this case only (a bad file, a failed prediction) is its outcome, not an exception."""
+    start = time.perf_counter()
+    try:
+        entropy = _write_case(case, model, path)
+    except (FlaresegError, OSError, RuntimeError, ValueError) as error:
+        return CaseOutcome(case.case_id, error=str(error))
+    return CaseOutcome(case.case_id, {
+        "kind": "unlabelled" if case.label is None else "partial", "annotated": list(case.annotated),
+        "seconds": round(time.perf_counter() - start, 2),
+        "entropy": {str(c): round(value, 6) for c, value in sorted(entropy.items())}})
+
+
+def _parent_teacher(teacher_dir, device: str, threads: int | None, workers: int):
+    """The teacher as this process needs it: loaded to predict when it predicts itself (one
+    worker), else its recipe only (its classes and key; the workers load the networks)."""
+    from flareseg.inference.model import LoadedModel, load_model, read_recipe
+
+    if workers == 1:
+        return load_model(teacher_dir, device=device, threads=threads)
+    return LoadedModel(Path(teacher_dir), read_recipe(Path(teacher_dir)), {}, "none")
+
+
+def _teacher_key(model) -> str:
+    """:func:`flareseg.training.pseudo_labels.teacher_key`; unreadable weights are an InputError
+    (with workers, this process has not loaded them)."""
+    from flareseg.training.pseudo_labels import teacher_key
+
+    try:
+        return teacher_key(model)
+    except OSError as error:
+        raise InputError(f"{model.directory}: unreadable teacher weights ({error})") from None
+
+
+def _cases_to_do(cases: list[Case], folder: Path, ending: str, provenance: dict,
+                 report: RoundReport) -> list[tuple[Case, Path]]:
+    """``(case, file)`` of the cases still to pseudo-label; those an interrupted run finished (its
+    provenance names them with the same annotation and the file is complete) go to ``report.kept``."""
+    todo = []
+    for case in cases:
         path = folder / f"{case.case_id}{ending}"
         done_before = provenance["cases"].get(case.case_id)
         if done_before and done_before.get("annotated") == list(case.annotated) and _complete(path):
             report.kept.append(case.case_id)
-            continue
-        start = time.perf_counter()
-        try:
-            _write_case(case, model, path)
-        except (FlaresegError, OSError, RuntimeError, ValueError) as error:
-            report.failed[case.case_id] = str(error)
-            continue
-        provenance["cases"][case.case_id] = {
-            "kind": "unlabelled" if case.label is None else "partial",
-            "annotated": list(case.annotated), "seconds": round(time.perf_counter() - start, 2)}
-        atomic_write_text(folder / PROVENANCE, json.dumps(provenance, indent=1) + "\n")
-        report.done.append(case.case_id)
-    return report
+        else:
+            todo.append((case, path))
+    return todo
+
+
+def _record(provenance: dict, report: RoundReport, bar, outcome: CaseOutcome) -> None:
+    """Record a finished case: in ``provenance.json`` (rewritten whole, atomically) when written,
+    else in ``report.failed``."""
+    from flareseg.io.atomic import atomic_write_text
+
+    bar.update()
+    if outcome.entry is None:
+        report.failed[outcome.case_id] = outcome.error
+        return
+    provenance["cases"][outcome.case_id] = outcome.entry
+    atomic_write_text(report.folder / PROVENANCE, json.dumps(provenance, indent=1) + "\n")
+    report.done.append(outcome.case_id)
+
+
+def _cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class _WorkerTask:
+    """What a worker process runs per case (picklable): :func:`label_case` with the teacher it
+    loads once (:func:`_worker_teacher`)."""
+
+    teacher_dir: str
+    device: str
+    threads: int
+
+    def __call__(self, case: Case, path: Path) -> CaseOutcome:
+        return label_case(case, _worker_teacher(self.teacher_dir, self.device, self.threads), path)
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_teacher(teacher_dir: str, device: str, threads: int):
+    """The teacher of a worker process, loaded on its first case and kept for the next ones."""
+    from flareseg.inference.model import load_model
+
+    return load_model(teacher_dir, device=device, threads=threads)
+
+
+def _ignore_interrupts() -> None:
+    """A worker leaves Ctrl-C to the parent, which ends it (:func:`_stop_workers`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_workers(todo: list[tuple[Case, Path]], task: _WorkerTask, workers: int, record) -> None:
+    """Run ``task`` on each case in ``workers`` spawned processes, calling ``record`` with each
+    :class:`CaseOutcome` in this process as it arrives. A worker that dies fails its case and those
+    not finished; an interruption (Ctrl-C) or an unexpected error ends the workers at once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if not todo:
+        return
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_interrupts)
+    try:
+        futures = {pool.submit(task, case, path): case.case_id for case, path in todo}
+        for future in as_completed(futures):
+            try:
+                outcome = future.result()
+            except RuntimeError as error:  # BrokenProcessPool: a worker died (killed, out of memory)
+                outcome = CaseOutcome(futures[future], error=f"worker process ended: {error}")
+            record(outcome)
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop_workers(pool) -> None:
+    """Cancel the cases not started and end the worker processes now (their cases stay unrecorded)."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 def _default_round(dataset: Path, key: str, root: Path | None) -> int:
@@ -180,19 +367,21 @@ def _complete(path: Path) -> bool:
     return mask_is_complete(path, "nifti")
 
 
-def _write_case(case: Case, model, path: Path) -> None:
-    """Predict a case with the teacher and write its completed label map on the image's grid."""
-    from flareseg.inference.predict import segment
+def _write_case(case: Case, model, path: Path) -> dict[int, float]:
+    """Predict a case with the teacher and write its completed label map on the image's grid;
+    returns the teacher's mean entropy per class over the voxels it labels there (:func:`class_entropy`)."""
+    from flareseg.inference.predict import segment_with_entropy
     from flareseg.io import read_ct, read_volume, write_labelmap
     from flareseg.preprocessing.orientation import align_to
 
     ct = read_ct(case.image)
-    predicted = segment(ct, model).array
+    predicted, entropy = segment_with_entropy(ct, model)
     label = None
     if case.label is not None:
         try:
             label = case.mapping.translate(align_to(read_volume(case.label), ct.geometry).array)
         except InputError as error:
             raise InputError(f"{case.label}: {error}") from None
-    filled = fill_case(label, predicted, case.annotated, case.mapping.merged, model.recipe.class_ids)
+    filled = fill_case(label, predicted.array, case.annotated, case.mapping.merged, model.recipe.class_ids)
     write_labelmap(filled, ct.geometry, path)
+    return class_entropy(filled, entropy, None if label is None else filled != label)

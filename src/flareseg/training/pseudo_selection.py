@@ -10,6 +10,11 @@ flareseg's own extension, by the same rule per class (:func:`class_instability`)
 where either round has the class and the two differ, divided by the class's voxels in the later
 round; a class above a threshold is dropped from that case (ignored in training) while the rest
 of the case is kept.
+
+flareseg's second extension, by the teacher's uncertainty: a kept case's class whose mean softmax
+entropy (nats, as the last round compared recorded it in ``provenance.json``; see
+:mod:`flareseg.training.pseudo_rounds`) exceeds a maximum is dropped the same way
+(:func:`round_entropies`). A case of a round that recorded no entropy is never dropped for it.
 """
 
 from __future__ import annotations
@@ -70,15 +75,25 @@ def class_instability(rounds: Sequence[np.ndarray], class_ids: Sequence[int]) ->
 
 @dataclass
 class Selection:
-    """Cases kept and dropped, most stable first, and the classes dropped per kept case."""
+    """Cases kept and dropped, most stable first, and the classes dropped per kept case.
+
+    Attributes:
+        dropped_classes: Kept case -> classes dropped from it for either reason (ascending).
+        instability_dropped: Kept case -> classes whose instability exceeded the threshold.
+        entropy_dropped: Kept case -> classes whose mean entropy exceeded the maximum (flareseg's extension).
+    """
 
     kept: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     dropped_classes: dict[str, list[int]] = field(default_factory=dict)
+    instability_dropped: dict[str, list[int]] = field(default_factory=dict)
+    entropy_dropped: dict[str, list[int]] = field(default_factory=dict)
 
 
 def select_cases(scores: Mapping[str, float], keep: float = 0.962, class_scores: Mapping[str, Mapping[int, float]]
-                 | None = None, class_threshold: float | None = None) -> Selection:
+                 | None = None, class_threshold: float | None = None,
+                 entropies: Mapping[str, Mapping[int, float]] | None = None,
+                 max_entropy: float | None = None) -> Selection:
     """Rank cases by instability and keep the most stable share.
 
     Args:
@@ -87,6 +102,9 @@ def select_cases(scores: Mapping[str, float], keep: float = 0.962, class_scores:
             FLARE22 winner's 1924 of 2000.
         class_scores: Case -> :func:`class_instability`, for dropping single classes.
         class_threshold: Drop a kept case's class whose instability exceeds this (None: never).
+        entropies: Case -> class -> the teacher's mean softmax entropy in nats (:func:`round_entropies`);
+            a case or class missing from it is never dropped for its entropy.
+        max_entropy: Drop a kept case's class whose mean entropy exceeds this, in nats (None: never).
     """
     if not 0 < keep <= 1:
         raise ValueError(f"keep must be in (0, 1], got {keep}")
@@ -94,11 +112,30 @@ def select_cases(scores: Mapping[str, float], keep: float = 0.962, class_scores:
     count = max(1, int(round(keep * len(ranked)))) if ranked else 0
     selection = Selection(kept=ranked[:count], dropped=ranked[count:])
     if class_scores is not None and class_threshold is not None:
-        for case in selection.kept:
-            unstable = sorted(c for c, s in class_scores.get(case, {}).items() if s > class_threshold)
-            if unstable:
-                selection.dropped_classes[case] = unstable
+        selection.instability_dropped = _classes_over(selection.kept, class_scores, class_threshold)
+    if entropies is not None and max_entropy is not None:
+        selection.entropy_dropped = _classes_over(selection.kept, entropies, max_entropy)
+    for case in selection.kept:
+        classes = set(selection.instability_dropped.get(case, ())) | set(selection.entropy_dropped.get(case, ()))
+        if classes:
+            selection.dropped_classes[case] = sorted(classes)
     return selection
+
+
+def _classes_over(cases: Sequence[str], values: Mapping[str, Mapping[int, float]],
+                  limit: float) -> dict[str, list[int]]:
+    """Case -> its classes whose value exceeds ``limit`` (ascending), for the cases that have one."""
+    over = {case: sorted(int(c) for c, v in values.get(case, {}).items() if v > limit) for case in cases}
+    return {case: classes for case, classes in over.items() if classes}
+
+
+def round_entropies(dataset: Path, number: int, root: Path | None = None) -> dict[str, dict[int, float]]:
+    """Case -> class -> the teacher's mean softmax entropy in nats, as round ``number`` recorded
+    it in ``provenance.json`` (flareseg's extension); cases it recorded none for (a round written
+    before flareseg recorded entropy) are left out."""
+    cases = read_provenance(round_folder(dataset, number, root)).get("cases", {})
+    return {case: {int(c): float(v) for c, v in entry["entropy"].items()}
+            for case, entry in cases.items() if isinstance(entry.get("entropy"), dict)}
 
 
 def score_rounds(dataset: Path, rounds: Sequence[int] | None = None, root: Path | None = None
@@ -128,14 +165,23 @@ def score_rounds(dataset: Path, rounds: Sequence[int] | None = None, root: Path 
 
 def write_selection(dataset: Path, selection: Selection, scores: Mapping[str, float],
                     class_scores: Mapping[str, Mapping[int, float]], settings: Mapping,
-                    root: Path | None = None) -> Path:
-    """``pseudoLabelsTr/selection.json`` (the kept and dropped cases and classes, with ``settings``,
-    e.g. the rounds compared) and ``selection.csv`` (a row per case: score, rank, kept, dropped
-    classes); ``root`` as in :func:`score_rounds`."""
+                    root: Path | None = None, entropies: Mapping[str, Mapping[int, float]] | None = None) -> Path:
+    """``pseudoLabelsTr/selection.json`` and ``selection.csv``; ``root`` as in :func:`score_rounds`.
+
+    ``selection.csv`` has a row per case: score, rank, kept, the classes dropped (for either
+    reason), those dropped for instability (``instability_dropped``) and those dropped for their
+    entropy (``entropy_dropped``), space-separated. ``selection.json`` holds ``settings`` (e.g. the
+    rounds compared), the kept and dropped cases, ``dropped_classes`` (what training ignores),
+    ``instability_dropped``, ``entropy_dropped``, each case's instability and class instabilities,
+    and ``entropy``: case -> class -> mean entropy in nats, for the cases ``entropies`` has.
+    """
     root = pseudo_root(dataset, root)
     ranked = selection.kept + selection.dropped
+    entropies = entropies or {}
     rows = [{"case": case, "rank": rank, "instability": scores[case], "kept": case in selection.kept,
-             "dropped_classes": " ".join(map(str, selection.dropped_classes.get(case, [])))}
+             "dropped_classes": " ".join(map(str, selection.dropped_classes.get(case, []))),
+             "instability_dropped": " ".join(map(str, selection.instability_dropped.get(case, []))),
+             "entropy_dropped": " ".join(map(str, selection.entropy_dropped.get(case, [])))}
             for rank, case in enumerate(ranked, start=1)]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["case"])
@@ -143,8 +189,11 @@ def write_selection(dataset: Path, selection: Selection, scores: Mapping[str, fl
     writer.writerows(rows)
     atomic_write_text(root / "selection.csv", text.getvalue())
     document = {**settings, "kept": selection.kept, "dropped": selection.dropped,
-                "dropped_classes": selection.dropped_classes,
+                "dropped_classes": selection.dropped_classes, "instability_dropped": selection.instability_dropped,
+                "entropy_dropped": selection.entropy_dropped,
                 "instability": {case: scores[case] for case in ranked},
                 "class_instability": {case: {str(c): s for c, s in class_scores[case].items() if s}
-                                      for case in ranked}}
+                                      for case in ranked},
+                "entropy": {case: {str(c): v for c, v in sorted(entropies[case].items())}
+                            for case in ranked if case in entropies}}
     return atomic_write_text(root / SELECTION, json.dumps(document, indent=1, allow_nan=True) + "\n")

@@ -23,21 +23,22 @@ from flareseg.inference.model import MODEL_JSON, RECIPE_YAML
 from flareseg.io.atomic import atomic_write_text
 from flareseg.recipes import Recipe
 from flareseg.training.loop import RunOptions
-from flareseg.training.pseudo_rounds import PSEUDO_FOLDER, pseudolabel_round, round_folder
-from flareseg.training.pseudo_selection import score_rounds, select_cases, write_selection
+from flareseg.training.pseudo_rounds import PSEUDO_FOLDER, RoundOptions, pseudolabel_round, round_folder
+from flareseg.training.pseudo_selection import round_entropies, score_rounds, select_cases, write_selection
 from flareseg.training.train import train_model
 
 
 @dataclass(frozen=True)
 class RoundsConfig:
     """The loop's settings: ``rounds`` (>= 1), the first ``teacher`` (a model directory; None:
-    trained first), and the selection's ``keep`` share and ``class_threshold``
+    trained first), and the selection's ``keep`` share, ``class_threshold`` and ``max_entropy``
     (:func:`flareseg.training.pseudo_selection.select_cases`)."""
 
     rounds: int
     teacher: Path | None = None
     keep: float = 0.962
     class_threshold: float | None = None
+    max_entropy: float | None = None
 
 
 def train_rounds(dataset: str | Path, recipe: Recipe, out_dir: str | Path, config: RoundsConfig,
@@ -60,8 +61,8 @@ def train_rounds(dataset: str | Path, recipe: Recipe, out_dir: str | Path, confi
         _train_once(dataset, teacher_recipe(recipe), teacher, options, cache)
     log = []
     for number in range(1, config.rounds + 1):
-        report = pseudolabel_round(dataset, teacher, number, progress=options.progress, device=options.device,
-                                   threads=options.threads, root=root)
+        report = pseudolabel_round(dataset, teacher, number, root=root, options=RoundOptions(
+            options.progress, options.device, options.threads))
         if report.failed:
             case, error = next(iter(report.failed.items()))
             raise InputError(f"round {number}: {len(report.failed)} case(s) could not be pseudo-labelled "
@@ -80,9 +81,11 @@ def train_rounds(dataset: str | Path, recipe: Recipe, out_dir: str | Path, confi
 
 def _select(dataset: Path, rounds: list[int], config: RoundsConfig, root: Path) -> dict:
     scores, class_scores = score_rounds(dataset, rounds, root)
-    selection = select_cases(scores, config.keep, class_scores, config.class_threshold)
-    write_selection(dataset, selection, scores, class_scores,
-                    {"rounds": rounds, "keep": config.keep, "class_threshold": config.class_threshold}, root)
+    entropies = round_entropies(dataset, rounds[-1], root)
+    selection = select_cases(scores, config.keep, class_scores, config.class_threshold, entropies, config.max_entropy)
+    settings = {"rounds": rounds, "keep": config.keep, "class_threshold": config.class_threshold,
+                "max_entropy": config.max_entropy}
+    write_selection(dataset, selection, scores, class_scores, settings, root, entropies)
     return {"kept": len(selection.kept), "dropped": selection.dropped, "dropped_classes": selection.dropped_classes}
 
 
