@@ -43,6 +43,13 @@ def test_several_inputs_and_a_list_file_write_one_mask_each_and_a_summary(scans,
     assert sorted(p.name for p in listed.iterdir()) == ["series.nii.gz", "small.nii.gz", "summary.json"]
 
 
+def test_the_summary_records_each_input_as_an_absolute_path(scans, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(scans)
+    out = tmp_path / "out"
+    assert main(["predict", "-i", "small_0000.nii.gz", "series", "-o", str(out), "-m", str(tiny_model), "--quiet"]) == 0
+    assert [case["input"] for case in _summary(out)["cases"]] == [str(scans / "small_0000.nii.gz"), str(scans / "series")]
+
+
 def test_a_rerun_keeps_finished_masks_and_redoes_broken_ones_unless_overwrite(scans, tiny_model, tmp_path):
     out = tmp_path / "out"
     command = ["predict", "-i", str(scans / "list.txt"), "-o", str(out), "-m", str(tiny_model), "--quiet"]

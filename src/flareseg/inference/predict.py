@@ -169,8 +169,8 @@ def predict_cases(cases: Sequence[Case], output_dir: str | os.PathLike, options:
     report = RunReport() if report is None else report
     pending = []
     for case in cases:
-        result = CaseResult(case.name, str(case.input), str(output_dir / (case.name + suffix)), "pending",
-                            acquisition=case.acquisition)
+        result = CaseResult(case.name, str(Path(case.input).absolute()),  # readable from any folder (flareseg qc)
+                            str(output_dir / (case.name + suffix)), "pending", acquisition=case.acquisition)
         report.results.append(result)
         if case in clashes:
             others = ", ".join(str(other.input.name) for other in clashes[case] if other is not case)
