@@ -31,7 +31,8 @@ def stored_round(tmp_path, data_dir):
     write_labelmap(labels.array, labels.geometry, folder / "full.nii.gz")
     write_labelmap(labels.array, labels.geometry, folder / "liver.nii.gz")
     provenance = {"round": 2, "teacher": "t", "teacher_key": "abc", "classes": list(range(1, 14)),
-                  "cases": {"full": {"kind": "unlabelled"}, "liver": {"kind": "partial"}}}
+                  "cases": {"full": {"kind": "unlabelled", "annotated": []},
+                            "liver": {"kind": "partial", "annotated": [1]}}}
     (folder / "provenance.json").write_text(json.dumps(provenance))
     image = ts / "example_ct_sm.nii.gz"
     cases = {"full": Case("full", image, None, ()),
@@ -39,8 +40,9 @@ def stored_round(tmp_path, data_dir):
     return folder, cases, to_canonical(labels)[0].array
 
 
-def _select(folder, rounds, dropped=(), dropped_classes=None):
-    selection = {"rounds": rounds, "kept": [], "dropped": list(dropped), "dropped_classes": dropped_classes or {}}
+def _select(folder, rounds, dropped=(), dropped_classes=None, teacher="abc"):
+    selection = {"rounds": rounds, "teacher_keys": {str(r): teacher for r in rounds}, "kept": [],
+                 "dropped": list(dropped), "dropped_classes": dropped_classes or {}}
     (folder.parent / "selection.json").write_text(json.dumps(selection))
 
 
@@ -57,14 +59,21 @@ def test_a_dropped_class_is_ignored_where_the_round_labels_it_but_never_the_case
     assert np.array_equal(liver == IGNORED, labels == 3) and (liver == 1).any()
 
 
-def test_a_selection_applies_only_to_the_last_round_it_compared(stored_round):
+def test_a_selection_applies_only_to_the_last_round_it_compared_as_its_teacher_wrote_it(stored_round):
+    from flareseg.errors import FlaresegWarning
+
     folder, cases, labels = stored_round
     _select(folder, [1, 2, 3], dropped_classes={"full": [1]})
-    assert round_selection(folder, 2) == {}
-    _, full, _ = stored_source(folder).read(cases["full"])
+    with pytest.warns(FlaresegWarning, match=r"compared rounds \[1, 2, 3\], not up to round 2"):
+        assert round_selection(folder, 2, "abc") == {}
+    with pytest.warns(FlaresegWarning):
+        _, full, _ = stored_source(folder).read(cases["full"])
     assert np.array_equal(full, labels)
+    _select(folder, [1, 2], dropped_classes={"full": [1]}, teacher="old")  # round 2 rewritten by "abc" since
+    with pytest.warns(FlaresegWarning, match="rewritten by another teacher"):
+        assert round_selection(folder, 2, "abc") == {}
     _select(folder, [1, 2], dropped_classes={"full": [1]})
-    assert round_selection(folder, 2)["dropped_classes"] == {"full": [1]}
+    assert round_selection(folder, 2, "abc")["dropped_classes"] == {"full": [1]}
 
 
 def test_a_stored_round_names_what_it_lacks(stored_round, tmp_path):
@@ -73,6 +82,9 @@ def test_a_stored_round_names_what_it_lacks(stored_round, tmp_path):
     unlabelled = Case("absent", cases["full"].image, None, ())
     every_class = Case("all", cases["full"].image, cases["liver"].label, tuple(range(1, 14)))
     assert source.missing(unlabelled) and not source.missing(every_class) and not source.missing(cases["full"])
+    assert not source.missing(cases["liver"])
+    more = Case("liver", cases["liver"].image, cases["liver"].label, (1, 3), partial=True)
+    assert source.missing(more)  # annotated otherwise since its pseudo-label was made
     provenance = json.loads((folder / "provenance.json").read_text())
     del provenance["classes"]
     (folder / "provenance.json").write_text(json.dumps(provenance))

@@ -59,12 +59,13 @@ def loop(tmp_path_factory, data_dir):
     dataset = build_dataset(data_dir, tmp / "Dataset")
     recipe = recipe_file(tmp / "gce.yaml", {"name": "gce", "kwargs": {"q": 0.7}, "weight": 0.5})
     command = ["train", "--dataset", str(dataset), "--recipe", str(recipe), "--out", str(tmp / "out"),
-               "--device", "cpu", "--threads", "2", "--no-progress", "--keep", "0.75"]
+               "--device", "cpu", "--threads", "2", "--no-progress"]
     assert main([*command, "--rounds", "1"]) == 0
     planted = tmp / "out" / "pseudoLabelsTr" / "round1" / f"{PLANTED}.nii.gz"
     moved = read_volume(planted)
     write_labelmap(np.roll(moved.array, 25, axis=2), moved.geometry, planted)
-    assert main([*command, "--rounds", "2"]) == 0
+    assert main([*command, "--rounds", "2", "--keep", "0.75"]) == 0
+    assert main([*command, "--rounds", "2", "--keep", "0.5"]) == 0  # finished: kept as it was, not selected again
     return tmp, dataset
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_parsers(subparsers) -> None:
     from flareseg.cli.arguments import device, fraction, positive_float, positive_int
-    from flareseg.cli.pseudolabel_cmd import share
+    from flareseg.cli.pseudolabel_cmd import nats, share
     from flareseg.recipes import builtin_recipes
 
     train = subparsers.add_parser(
@@ -40,7 +40,7 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--class-threshold", type=float, metavar="X",
                        help="with --rounds: also drop a kept case's class whose instability exceeds X "
                             "(flareseg's extension)")
-    train.add_argument("--max-entropy", type=float, metavar="X",
+    train.add_argument("--max-entropy", type=nats, metavar="X",
                        help="with --rounds: also drop a kept case's class whose mean softmax entropy (nats) in the "
                             "last round exceeds X (flareseg's extension)")
     train.add_argument("--threads", type=positive_int, help="CPU threads (of each process with --nproc)")
@@ -66,16 +66,43 @@ _OVERRIDES = {"epochs": "epochs", "iterations": "iterations_per_epoch", "batch_s
               "lr": "learning_rate", "val_fraction": "val_fraction", "schedule": "schedule", "seed": "seed"}
 
 
+def check_options(args: argparse.Namespace, world_size: int) -> None:
+    """Refuse options that would be ignored or clash, before any process starts.
+
+    Raises:
+        InputError: The clash, in one line.
+    """
+    from flareseg.errors import InputError
+
+    selecting = [flag for flag, value in (("--keep", args.keep), ("--class-threshold", args.class_threshold),
+                                          ("--max-entropy", args.max_entropy)) if value is not None]
+    processes = max(args.nproc or 1, world_size)
+    if args.rounds and processes > 1:
+        raise InputError("--rounds runs in one process; train a round's student with --nproc and --pseudo-labels")
+    if args.rounds and args.pseudo_labels is not None:
+        raise InputError("--rounds makes its own pseudo-labels; leave out --pseudo-labels")
+    if args.rounds and args.resume:
+        raise InputError("--rounds resumes by itself: run the same command again, without --resume")
+    if selecting and not args.rounds:
+        raise InputError(f"{', '.join(selecting)}: options of the selection in --rounds; with --pseudo-labels, "
+                         "select with `flareseg pseudolabel --select`")
+    if selecting and args.rounds == 1:
+        raise InputError(f"{', '.join(selecting)}: the selection compares rounds, so it needs --rounds 2 or more")
+    if processes > 1 and args.device.startswith("cuda:"):
+        raise InputError("--nproc places one process on each GPU: give --device cuda and choose the GPUs with "
+                         "CUDA_VISIBLE_DEVICES")
+
+
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from flareseg.recipes import load_recipe
+    from flareseg.training.distributed import process_group, world_from_environment
     from flareseg.training.loop import RunOptions
     from flareseg.training.train import train_model
 
-    from flareseg.training.distributed import process_group, world_from_environment
-
     world = world_from_environment()
+    check_options(args, world.size)
     if args.nproc and args.nproc > 1 and world.size == 1:
         return _launch(args)
     overrides = {key: getattr(args, arg) for arg, key in _OVERRIDES.items() if getattr(args, arg) is not None}
@@ -88,22 +115,11 @@ def run_train(args: argparse.Namespace) -> int:
     if world.main:
         print(f"training recipe {recipe.name!r} ({len(recipe.stages)} stages) on {device}"
               f"{f', {world.size} processes' if world.size > 1 else ''}")
-    if world.size > 1:
-        if args.rounds:
-            from flareseg.errors import InputError
-
-            raise InputError("--rounds runs in one process; train a round's student with --nproc and --pseudo-labels")
+    if args.rounds:
+        out = _train_rounds(args, recipe, options)
+    else:
         with process_group(world, device):
             out = train_model(args.dataset, recipe, args.out, options, args.cache, args.teacher, args.pseudo_labels)
-    elif args.rounds:
-        out = _train_rounds(args, recipe, options)
-    elif args.keep is not None or args.class_threshold is not None or args.max_entropy is not None:
-        from flareseg.errors import InputError
-
-        raise InputError("--keep, --class-threshold and --max-entropy select pseudo-labels of --rounds; with "
-                         "--pseudo-labels, select with `flareseg pseudolabel --select`")
-    else:
-        out = train_model(args.dataset, recipe, args.out, options, args.cache, args.teacher, args.pseudo_labels)
     if world.main:
         print(f"model written to {out}")
     return 0
@@ -138,13 +154,8 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _train_rounds(args: argparse.Namespace, recipe, options):
-    from flareseg.errors import InputError
     from flareseg.training.rounds import RoundsConfig, train_rounds
 
-    if args.pseudo_labels is not None:
-        raise InputError("--rounds makes its own pseudo-labels; leave out --pseudo-labels")
-    if args.resume:
-        raise InputError("--rounds resumes by itself: run the same command again, without --resume")
     keep = RoundsConfig.keep if args.keep is None else args.keep
     config = RoundsConfig(args.rounds, args.teacher, keep, args.class_threshold, args.max_entropy)
     return train_rounds(args.dataset, recipe, args.out, config, options, args.cache)

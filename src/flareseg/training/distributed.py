@@ -12,6 +12,7 @@ alone reads the cases into the cache, validates and writes checkpoints, logs and
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import subprocess
 import sys
@@ -50,7 +51,9 @@ def process_group(world: World, device: str):
 
     if device.startswith("cuda"):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    # rank 0 may read the cases into the cache (a teacher predicting every unlabelled one) for
+    # hours while the others wait in a collective: far past the default timeout of 30 minutes
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=datetime.timedelta(hours=48))
     try:
         yield
     finally:
@@ -86,11 +89,12 @@ def on_main(world: World, work: Callable[[], object], repeat: bool = False):
 
 def wrap(net: torch.nn.Module, world: World, device: str) -> torch.nn.Module:
     """``net`` in DistributedDataParallel when there are several processes (its trainable
-    parameters only); unchanged for one."""
+    parameters only); unchanged for one. Parameters may go without a gradient in an iteration
+    (an output of weight 0 under deep supervision, a head a batch does not train)."""
     if world.size == 1:
         return net
     ids = [torch.cuda.current_device()] if device.startswith("cuda") else None
-    return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, find_unused_parameters=True)
 
 
 def unwrap(net: torch.nn.Module) -> torch.nn.Module:

@@ -120,7 +120,7 @@ def patch_sampler(stage: StageConfig, recipe: Recipe, rng: np.random.Generator):
     def patch(image: np.ndarray, label: np.ndarray, row: int):
         rng.random()  # one draw per patch, as before batch positions decided: the same patches for a share of 0
         forced = forced_foreground(row, train.batch_size, train.foreground_share)
-        holding = foreground_voxel(label, rng) if forced else None
+        holding = foreground_voxel(label, rng, IGNORED) if forced else None
         image, label = random_patch(image, label, size, rng, air, holding)
         if rng.random() < probability:
             image, label = cut_field_of_view(image, label, rng, air)

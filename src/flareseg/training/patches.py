@@ -71,12 +71,14 @@ def cut_field_of_view(image: np.ndarray, label: np.ndarray, rng: np.random.Gener
     return image, label
 
 
-def foreground_voxel(label: np.ndarray, rng: np.random.Generator) -> tuple[int, ...] | None:
-    """A random labelled voxel's index, or None when the label map is empty."""
-    count = np.count_nonzero(label)
+def foreground_voxel(label: np.ndarray, rng: np.random.Generator, ignored: int | None = None
+                     ) -> tuple[int, ...] | None:
+    """A random labelled voxel's index (never one of value ``ignored``), or None when there is none."""
+    labelled = label if ignored is None else (label != 0) & (label != ignored)
+    count = np.count_nonzero(labelled)
     if count == 0:
         return None
-    return np.unravel_index(np.flatnonzero(label)[int(rng.integers(count))], label.shape)
+    return np.unravel_index(np.flatnonzero(labelled)[int(rng.integers(count))], label.shape)
 
 
 def axial_slab(box: Box, rng: np.random.Generator) -> Box:

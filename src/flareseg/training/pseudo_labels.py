@@ -43,7 +43,8 @@ class PseudoSource:
         read: A case (as the dataset annotates it) -> :func:`flareseg.training.samples.read_case`'s
             triple, with what the case does not annotate filled in.
         signature: A case -> what its filled samples depend on (a change rebuilds them).
-        holds: Case ids it has a pseudo-label of; None: every case.
+        holds: Case id -> what the case annotated when its pseudo-label was made (a case
+            annotated otherwise since has none); None: every case, as it is.
         dropped: Case ids its selection dropped: they train on nothing of it.
         origin: Where they come from, as ``model.json`` records it.
     """
@@ -52,15 +53,15 @@ class PseudoSource:
     classes: tuple[int, ...]
     read: Callable[[Case], tuple]
     signature: Callable[[Case], str]
-    holds: frozenset[str] | None = None
+    holds: dict[str, tuple[int, ...]] | None = None
     dropped: frozenset[str] = frozenset()
     origin: dict = dataclasses.field(default_factory=dict)
 
     def missing(self, case: Case) -> bool:
         """Whether the case needs a pseudo-label (it leaves one of :attr:`classes` unannotated)
-        that this source does not have."""
+        that this source does not have, of the case as it is annotated now."""
         needed = case.label is None or bool(set(self.classes) - set(case.annotated))
-        return needed and self.holds is not None and case.case_id not in self.holds
+        return needed and self.holds is not None and self.holds.get(case.case_id) != tuple(case.annotated)
 
 
 def teacher_key(model: LoadedModel) -> str:
@@ -133,7 +134,7 @@ def stored_source(folder: str | Path) -> PseudoSource:
     if not isinstance(classes, list) or not classes:
         raise InputError(f"{folder / 'provenance.json'}: names no teacher classes (written by an older flareseg: "
                          "run `flareseg pseudolabel` again with --overwrite)")
-    selection = round_selection(folder, provenance.get("round"))
+    selection = round_selection(folder, provenance.get("round"), provenance.get("teacher_key"))
     dropped_classes = {case: tuple(int(c) for c in classes_)
                        for case, classes_ in selection.get("dropped_classes", {}).items()}
     files = {case: _round_file(folder, case) for case in provenance.get("cases", {})}
@@ -156,12 +157,19 @@ def stored_source(folder: str | Path) -> PseudoSource:
               "teacher_key": provenance.get("teacher_key"),
               "selection": {"dropped": len(selection.get("dropped", ())), "dropped_classes": len(dropped_classes)}
               if selection else None}
-    return PseudoSource("stored-" + key, tuple(int(c) for c in classes), read, signature, frozenset(files),
+    made_for = {case: tuple(entry.get("annotated", ())) for case, entry in provenance.get("cases", {}).items()}
+    return PseudoSource("stored-" + key, tuple(int(c) for c in classes), read, signature, made_for,
                         frozenset(selection.get("dropped", ())), origin)
 
 
-def round_selection(folder: Path, number) -> dict:
-    """The ``selection.json`` beside a round when the last round it compared is this one, else {}."""
+def round_selection(folder: Path, number, teacher_key: str | None = None) -> dict:
+    """The ``selection.json`` beside a round when the last round it compared is this one, as the
+    teacher ``teacher_key`` wrote it; else {} (with a warning when a selection is there but
+    compared other rounds, or this round before another teacher rewrote it)."""
+    import warnings
+
+    from flareseg.errors import FlaresegWarning
+
     path = folder.parent / "selection.json"
     if not path.is_file():
         return {}
@@ -170,7 +178,16 @@ def round_selection(folder: Path, number) -> dict:
     except (OSError, ValueError) as error:
         raise InputError(f"{path}: unreadable selection ({error})") from None
     rounds = selection.get("rounds") or []
-    return selection if rounds and rounds[-1] == number else {}
+    keys = selection.get("teacher_keys") or {}
+    if not rounds or rounds[-1] != number:
+        warnings.warn(f"{path} compared rounds {rounds}, not up to round {number}: not applied (run `flareseg "
+                      "pseudolabel --select` again to select this round)", FlaresegWarning, stacklevel=2)
+        return {}
+    if str(number) in keys and keys[str(number)] != teacher_key:
+        warnings.warn(f"{path}: round {number} was rewritten by another teacher since it was selected: not applied "
+                      "(run `flareseg pseudolabel --select` again)", FlaresegWarning, stacklevel=2)
+        return {}
+    return selection
 
 
 def read_stored(case: Case, path: Path, drop: tuple[int, ...] = ()):

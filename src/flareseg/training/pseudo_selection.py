@@ -129,6 +129,12 @@ def _classes_over(cases: Sequence[str], values: Mapping[str, Mapping[int, float]
     return {case: classes for case, classes in over.items() if classes}
 
 
+def round_keys(dataset: Path, rounds: Sequence[int], root: Path | None = None) -> dict[str, str]:
+    """Round -> the key of the teacher that wrote it (``provenance.json``): a selection records
+    them, so that a round rewritten since is not filtered by it."""
+    return {str(number): read_provenance(round_folder(dataset, number, root)).get("teacher_key") for number in rounds}
+
+
 def round_entropies(dataset: Path, number: int, root: Path | None = None) -> dict[str, dict[int, float]]:
     """Case -> class -> the teacher's mean softmax entropy in nats, as round ``number`` recorded
     it in ``provenance.json`` (flareseg's extension); cases it recorded none for (a round written

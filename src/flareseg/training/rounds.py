@@ -24,7 +24,8 @@ from flareseg.io.atomic import atomic_write_text
 from flareseg.recipes import Recipe
 from flareseg.training.loop import RunOptions
 from flareseg.training.pseudo_rounds import PSEUDO_FOLDER, RoundOptions, pseudolabel_round, round_folder
-from flareseg.training.pseudo_selection import round_entropies, score_rounds, select_cases, write_selection
+from flareseg.training.pseudo_selection import (round_entropies, round_keys, score_rounds, select_cases,
+                                                write_selection)
 from flareseg.training.train import train_model
 
 
@@ -59,8 +60,13 @@ def train_rounds(dataset: str | Path, recipe: Recipe, out_dir: str | Path, confi
     if teacher is None:
         teacher = out_dir / "teacher"
         _train_once(dataset, teacher_recipe(recipe), teacher, options, cache)
-    log = []
+    log, earlier = [], _read_log(out_dir)
     for number in range(1, config.rounds + 1):
+        student = out_dir / f"student{number}"
+        if (student / MODEL_JSON).is_file() and number in earlier:  # finished, with its selection, before
+            log.append(earlier[number])
+            teacher = student
+            continue
         report = pseudolabel_round(dataset, teacher, number, root=root, options=RoundOptions(
             options.progress, options.device, options.threads))
         if report.failed:
@@ -71,7 +77,6 @@ def train_rounds(dataset: str | Path, recipe: Recipe, out_dir: str | Path, confi
                  "cases": len(report.done) + len(report.kept)}
         if number >= 2:
             entry["selection"] = _select(dataset, list(range(1, number + 1)), config, root)
-        student = out_dir / f"student{number}"
         _train_once(dataset, recipe, student, options, cache, round_folder(dataset, number, root))
         log.append({**entry, "student": str(student)})
         atomic_write_text(out_dir / "rounds.json", json.dumps(log, indent=1) + "\n")
@@ -79,12 +84,21 @@ def train_rounds(dataset: str | Path, recipe: Recipe, out_dir: str | Path, confi
     return teacher
 
 
+def _read_log(out_dir: Path) -> dict[int, dict]:
+    """Round -> its entry of an earlier run's ``rounds.json`` (none when there is none)."""
+    path = out_dir / "rounds.json"
+    try:
+        return {int(entry["round"]): entry for entry in json.loads(path.read_text())}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
 def _select(dataset: Path, rounds: list[int], config: RoundsConfig, root: Path) -> dict:
     scores, class_scores = score_rounds(dataset, rounds, root)
     entropies = round_entropies(dataset, rounds[-1], root)
     selection = select_cases(scores, config.keep, class_scores, config.class_threshold, entropies, config.max_entropy)
-    settings = {"rounds": rounds, "keep": config.keep, "class_threshold": config.class_threshold,
-                "max_entropy": config.max_entropy}
+    settings = {"rounds": rounds, "teacher_keys": round_keys(dataset, rounds, root), "keep": config.keep,
+                "class_threshold": config.class_threshold, "max_entropy": config.max_entropy}
     write_selection(dataset, selection, scores, class_scores, settings, root, entropies)
     return {"kept": len(selection.kept), "dropped": selection.dropped, "dropped_classes": selection.dropped_classes}
 

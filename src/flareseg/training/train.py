@@ -188,8 +188,9 @@ def pseudo_pools(recipe: Recipe, chosen: dict[str, list[list[Case]]], source) ->
                          "(--teacher MODEL_DIR) or a stored round (--pseudo-labels DATASET/pseudoLabelsTr/roundN)")
     missing = sorted(case_id for case_id, case in cases.items() if source.missing(case)) if cases else []
     if missing:
-        raise InputError(f"{len(missing)} case(s) have no pseudo-label in the round: {', '.join(missing[:5])}"
-                         f"{' ...' if len(missing) > 5 else ''} (finish it with `flareseg pseudolabel`)")
+        raise InputError(f"{len(missing)} case(s) have no pseudo-label in the round, or one made before their "
+                         f"annotation changed: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                         "(bring the round up to date with `flareseg pseudolabel`)")
     return cases
 
 
@@ -237,7 +238,8 @@ def plan_training(dataset_dir, recipe: Recipe, out_dir: Path, options: RunOption
     unlabelled = [case for case in cases if case.label is None]
     chosen = {stage.name: phase_cases(recipe, stage, split, unlabelled) for stage in recipe.stages}
     pseudo_cases = pseudo_pools(recipe, chosen, source)
-    if (out_dir / RECIPE_YAML).is_file() and not options.resume:
+    # on several processes, rank 0 alone (the others may find the recipe it has just written)
+    if options.world.main and (out_dir / RECIPE_YAML).is_file() and not options.resume:
         raise InputError(f"{out_dir} already holds a model or a training run; use --resume or another --out")
     check_resumed_recipe(out_dir, recipe, options.resume)
     return TrainingPlan(spec, split, recipe, chosen, pseudo_cases, source)
