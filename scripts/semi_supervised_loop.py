@@ -24,7 +24,8 @@ import numpy as np
 
 from flareseg import labels
 from flareseg.cli.main import main as flareseg
-from flareseg.inference.predict import open_model, predict
+from flareseg.inference.model import load_model
+from flareseg.inference.predict import predict
 from flareseg.io import read_volume
 from flareseg.preprocessing.orientation import align_to
 
@@ -54,7 +55,7 @@ def build(data: Path, root: Path) -> Path:
 def heldout_dsc(data: Path, model_dir: Path) -> float:
     """DSC of the predicted stomach + duodenum against cb001's clinical contour of both."""
     tcia = data / "tcia_pancreatic_ct_cbct_seg_cb001"
-    mask = predict(tcia / "ct.nii.gz", None, open_model(model_dir))
+    mask = predict(tcia / "ct.nii.gz", None, load_model(model_dir))
     contour = align_to(read_volume(tcia / "label.nii.gz"), mask.geometry).array == 1
     found = np.isin(mask.array, MERGED)
     total = found.sum() + contour.sum()

@@ -313,6 +313,7 @@ def train_model(dataset_dir: str | Path, recipe: Recipe, out_dir: str | Path, op
         if world.main:
             save_weights(best, weights_path(out_dir, stage.name))
             stage_summary = {"samples": len(train_samples), "val_samples": len(val_samples),
+                             "phase_samples": [len(samples) for samples in phase_samples],  # pseudo-labelled too
                              "seconds": round(time.perf_counter() - start, 1)}
             atomic_write_text(out_dir / "training" / stage.name / "summary.json", json.dumps(stage_summary))
     if world.main:
