@@ -231,10 +231,22 @@ def _consistency(teacher: _Teacher, x: torch.Tensor, outputs, device: str) -> to
     return consistency_loss(outputs, target)
 
 
-def _epoch(net, optimizer, loss_fn, samples, stage: StageConfig, recipe: Recipe, seed, options: RunOptions,
-           desc: str, teacher: _Teacher | None = None) -> dict[str, float]:
-    """One epoch; returns its mean ``train_loss`` (supervised) and, with a ``teacher``, its mean
+@dataclass
+class _Trained:
+    """What an epoch trains: ``model`` (the network, in DistributedDataParallel on several
+    processes), its ``optimizer``, the ``loss`` and the mean ``teacher`` (None without)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss: object
+    teacher: _Teacher | None = None
+
+
+def _epoch(trained: _Trained, samples, stage: StageConfig, recipe: Recipe, seed, options: RunOptions,
+           desc: str) -> dict[str, float]:
+    """One epoch; returns its mean ``train_loss`` (supervised) and, with a teacher, its mean
     ``consistency`` (unweighted). The teacher follows the student after every optimiser step."""
+    net, optimizer, loss_fn, teacher = trained.model, trained.optimizer, trained.loss, trained.teacher
     train, world = recipe.train, options.world
     rng = np.random.default_rng(seed)  # draws the batches: the same on every process
     torch.manual_seed(int(rng.integers(2 ** 31)))
@@ -322,10 +334,16 @@ class _StageRun:
     folder: Path
 
 
-def _validate_and_save(run: _StageRun, state: dict, row: dict, shipped, net, optimizer, teacher, last: bool,
-                       multiple: int, stage: StageConfig, options: RunOptions) -> None:
-    """The end of an epoch on rank 0: validation DSC of the ``shipped`` network (the student's or
-    the mean teacher's), the best weights of the last phase, the checkpoint and the log."""
+def _validate_and_save(run: _StageRun, state: dict, row: dict, trained: _Trained, recipe: Recipe,
+                       stage: StageConfig, options: RunOptions) -> None:
+    """The end of an epoch on rank 0: validation DSC of the network shipped (the student's, or the
+    mean teacher's with ``ship: teacher``), the best weights of the last phase, the checkpoint and
+    the log."""
+    net = unwrap(trained.model)
+    teacher = trained.teacher.net if trained.teacher is not None else None
+    shipped = teacher if teacher is not None and recipe.train.mean_teacher.ship == "teacher" else net
+    phase = row["phase"] - 1
+    last, multiple = phase == len(recipe.phases(stage)) - 1, recipe.stage_network(stage, phase).size_multiple
     desc, start = row.pop("desc"), row.pop("start")
     dice = validation_dice(shipped, run.validation, stage.channels, options.device, multiple, run.air, stage.sampler)
     score = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else 0.0
@@ -335,7 +353,7 @@ def _validate_and_save(run: _StageRun, state: dict, row: dict, shipped, net, opt
     state["history"].append(row)
     if last and score > state["best_score"]:
         state["best_score"], state["best_net"] = score, copy.deepcopy(shipped.state_dict())
-    state.update(epoch=row["epoch"], net=net.state_dict(), optimizer=optimizer.state_dict())
+    state.update(epoch=row["epoch"], net=net.state_dict(), optimizer=trained.optimizer.state_dict())
     if teacher is not None:
         state["teacher"] = teacher.state_dict()
     _save_checkpoint(state, run.folder)
@@ -383,7 +401,6 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
         model = wrap(net, world, options.device)  # after the trainable parameters are chosen
         if index == first_phase and resumed and state["epoch"] < phase.epochs:
             optimizer.load_state_dict(state["optimizer"])
-        multiple = recipe.stage_network(stage, index).size_multiple
         for epoch in range(state["epoch"], phase.epochs):
             start = time.perf_counter()
             rate = learning_rate(train, epoch, phase.epochs, phase.learning_rate)
@@ -392,12 +409,11 @@ def train_stage(stage: StageConfig, stage_index: int, recipe: Recipe, train_samp
             seed = [train.seed, stage_index, epoch] if index == 0 else [train.seed, stage_index, index, epoch]
             desc = f"{stage.name}{f' phase {index + 1}' if len(phases) > 1 else ''} {epoch + 1}/{phase.epochs}"
             samples = phase_samples[index] if phase_samples else train_samples
-            losses = _epoch(model, optimizer, loss_fn, samples, stage, recipe, seed, options, desc,
-                            None if teacher is None else _Teacher(teacher, train.mean_teacher, epoch))
+            trained = _Trained(model, optimizer, loss_fn,
+                               None if teacher is None else _Teacher(teacher, train.mean_teacher, epoch))
+            losses = _epoch(trained, samples, stage, recipe, seed, options, desc)
             state["epoch"] = epoch + 1
             if world.main:
-                shipped = teacher if teacher is not None and train.mean_teacher.ship == "teacher" else net
                 row = {"phase": index + 1, "epoch": epoch + 1, "lr": rate, **losses, "start": start, "desc": desc}
-                _validate_and_save(run, state, row, shipped, net, optimizer, teacher, index == len(phases) - 1,
-                                   multiple, stage, options)
+                _validate_and_save(run, state, row, trained, recipe, stage, options)
     return state["best_net"] if world.main else None
