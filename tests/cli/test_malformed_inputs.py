@@ -872,7 +872,7 @@ ROWS = [
     row(output_inside_the_dicom_folder, 1, r"mask\.nii\.gz: the output lies inside the input folder .*series"),
     row(output_folder_inside_the_dicom_folder, 1, r"masks: the output lies inside the input folder .*series"),
     row(listed_scan_whose_mask_is_itself, 1, r"^failed: case\.nii\.gz: its mask .* would overwrite an input scan$",
-        prefix=r"failed: ", writes=("out/summary.json",)),
+        prefix=r"failed: ", writes=("out/summary.json", "out/manifest.csv")),
     row(convert_canonical_onto_its_input, 1, r"the output is the input"),
     # Wrong grid.
     row(dicom_two_slices_at_one_position, 1, r"1 DICOM slice\(s\) at the same position as another"),
@@ -932,7 +932,7 @@ ROWS = [
     row(folder_without_scans, 1, r"scans: no CT files"),
     row(list_file_of_binary_bytes, 1, r"scans\.txt: cannot read the list of inputs"),
     row(list_file_naming_a_missing_scan, 1, r"^failed: missing_0000\.nii\.gz: .*: no such file or folder$",
-        prefix=r"failed: ", writes=("out/summary.json",)),
+        prefix=r"failed: ", writes=("out/summary.json", "out/manifest.csv")),
     # evaluate and train refuse.
     row(evaluate_gt_of_117_classes, 1, r"gt/ts\.nii\.gz: not a FLARE label map: values 0\.\.117"),
     row(evaluate_ct_as_gt, 1, r"gt/ts\.nii\.gz: not a FLARE label map"),
@@ -1086,7 +1086,7 @@ def test_two_scans_that_would_write_one_mask_both_fail_before_they_are_read(data
         "failed: case.nii.gz: case.nii.gz and case_0000.nii.gz would both write case.nii.gz",
         "failed: case_0000.nii.gz: case_0000.nii.gz and case.nii.gz would both write case.nii.gz",
     ]
-    assert set(_snapshot(tmp_path)) - set(before) == {"out", "out/summary.json"}
+    assert set(_snapshot(tmp_path)) - set(before) == {"out", "out/summary.json", "out/manifest.csv"}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["done"], summary["failed"]) == (0, 2)
     assert {case["error"].split(" would both write ")[1] for case in summary["cases"]} == {"case.nii.gz"}

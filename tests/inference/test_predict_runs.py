@@ -40,7 +40,7 @@ def test_several_inputs_and_a_list_file_write_one_mask_each_and_a_summary(scans,
 
     listed = tmp_path / "listed"
     assert main(["predict", "-i", str(scans / "list.txt"), "-o", str(listed), "-m", str(tiny_model), "--quiet"]) == 0
-    assert sorted(p.name for p in listed.iterdir()) == ["series.nii.gz", "small.nii.gz", "summary.json"]
+    assert sorted(p.name for p in listed.iterdir()) == ["manifest.csv", "series.nii.gz", "small.nii.gz", "summary.json"]
 
 
 def test_the_summary_records_each_input_as_an_absolute_path(scans, tiny_model, tmp_path, monkeypatch):

@@ -61,3 +61,37 @@ def test_the_world_comes_from_torchruns_variables_and_one_process_runs_work_itse
 ])
 def test_the_processes_run_the_same_command_without_nproc(argv, expected):
     assert without_nproc(argv) == expected
+
+
+def test_a_killed_rank_stops_the_job_in_one_line_and_resume_finishes_it(full_dataset, tiny_recipe_file, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from flareseg.training.loop import CHECKPOINT
+
+    recipe = str(tiny_recipe_file(epochs=3, iterations_per_epoch=12))
+    out = tmp_path / "model"
+    command = [sys.executable, "-m", "flareseg", "train", "--dataset", str(full_dataset), "--recipe", recipe,
+               "--out", str(out), "--device", "cpu", "--no-progress", "--nproc", "2", "--threads", "1"]
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    checkpoint = out / "training" / "coarse" / CHECKPOINT
+    deadline = time.monotonic() + 240
+    while not checkpoint.is_file() and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ranks = [p for p in psutil.Process(launcher.pid).children(recursive=True)
+             if "flareseg" in " ".join(p.cmdline()) and "torch.distributed.run" not in " ".join(p.cmdline())]
+    assert checkpoint.is_file() and len(ranks) == 2, launcher.stderr.read() if launcher.poll() is not None else ranks
+    ranks[-1].kill()
+    _, error = launcher.communicate(timeout=240)
+    assert launcher.returncode == 1
+    assert error.strip().splitlines()[-1] == ("flareseg: error: a training process failed (exit code 1); run the "
+                                              "same command with --resume to continue from the last checkpoint")
+    assert not (out / "model.json").exists()
+    assert main(["train", "--dataset", str(full_dataset), "--recipe", recipe, "--out", str(out), "--device", "cpu",
+                 "--no-progress", "--nproc", "2", "--threads", "1", "--resume"]) == 0
+    assert json.loads((out / "model.json").read_text())["training"]["world_size"] == 2
+    history = torch.load(checkpoint, weights_only=False)["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]  # continued, not restarted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +24,9 @@ def add_parsers(subparsers) -> None:
         "predict", help="segment CTs: files, DICOM folders, folders of CTs or lists of them",
         description="Segment the 13 FLARE organs. -i FILE|DICOM_DIR -o MASK writes one mask on the input's grid. "
         "Several inputs, a folder of CTs or a .txt list (one path per line) -o DIR write DIR/CASE.nii.gz per scan "
-        "(CASE_0000.nii.gz -> CASE.nii.gz) and DIR/summary.json; a bad scan is reported and the run goes on "
-        "(exit 1 if any failed), and masks that already exist are kept unless --overwrite.",
+        "(CASE_0000.nii.gz -> CASE.nii.gz), DIR/manifest.csv (rewritten as each scan ends) and DIR/summary.json; "
+        "a bad scan is reported and the run goes on (exit 1 if any failed); masks that already exist are kept "
+        "unless --overwrite, and scans that failed before stay failed unless --retry-failed.",
     )
     predict.add_argument("-i", "--input", required=True, type=Path, nargs="+", metavar="INPUT",
                          help="CT file, DICOM series folder, folder of CTs, or .txt list of them")
@@ -50,6 +52,14 @@ def add_parsers(subparsers) -> None:
     predict.add_argument("--preview", action="store_true",
                          help="also write MASK.png: axial, coronal and sagittal views with the organs overlaid")
     predict.add_argument("--overwrite", action="store_true", help="redo scans whose mask already exists")
+    predict.add_argument("--retry-failed", action="store_true",
+                         help="redo the scans that OUT/manifest.csv lists as failed (a re-run keeps them failed)")
+    predict.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                         help="several scans: predict on a local Dask cluster of N worker processes, each loading "
+                         "the model once and taking cores/N threads and memory/N (default 1: in this process)")
+    predict.add_argument("--scheduler", metavar="ADDRESS", default=os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
+                         help="several scans: predict on the running Dask cluster of this scheduler (tcp://host:8786; "
+                         "default: $DASK_SCHEDULER_ADDRESS); --workers is then ignored")
     predict.add_argument("--acquisition", type=positive_int, metavar="N",
                          help="which acquisition of a DICOM series that holds several at the same positions")
     predict.add_argument("--force", action="store_true",
@@ -116,25 +126,49 @@ def _predict_one(case, args: argparse.Namespace, options: PredictOptions, output
 def _predict_many(cases, args: argparse.Namespace, options: PredictOptions, outputs: OutputOptions) -> int:
     import json
 
-    from flareseg.inference.predict import RunReport, predict_cases
+    from flareseg.inference.manifest import MANIFEST_NAME, previous_failures, write_manifest
+    from flareseg.inference.predict import RunReport, plan_cases
     from flareseg.io.atomic import atomic_write_text
 
-    report = RunReport()
+    manifest = args.output / MANIFEST_NAME
+    failed_before = {} if args.retry_failed else previous_failures(manifest)
+    report, pending = RunReport(), []
     try:
-        predict_cases(cases, args.output, options, outputs, progress=not args.quiet, report=report)
+        pending = plan_cases(cases, args.output, outputs, report, failed_before)
+        write_manifest(manifest, report.results)
+        _run_pending(pending, args, options, outputs, lambda _: write_manifest(manifest, report.results))
     finally:
         if report.results:
             atomic_write_text(args.output / "summary.json", json.dumps(report.summary(), indent=1) + "\n")
+            write_manifest(manifest, report.results)
     for result in report.failed:
         print(f"failed: {Path(result.input).name}: {result.error}", file=sys.stderr)
     if args.statistics:
         path = write_statistics_csv(report, args.output, outputs)
         if not args.quiet and path:
             print(f"wrote {path}")
+    ran = {id(result) for _, result in pending}
+    kept = sum(id(result) not in ran and (result.case, result.input) in failed_before for result in report.failed)
+    failed = f"{report.count('failed')} failed" + (f" ({kept} in an earlier run: --retry-failed redoes them)"
+                                                   if kept else "")
     if not args.quiet:
         print(f"{report.count('done')} mask(s) written to {args.output}, {report.count('skipped')} already there, "
-              f"{report.count('failed')} failed; summary in {args.output / 'summary.json'}")
+              f"{failed}; manifest in {manifest}, summary in {args.output / 'summary.json'}")
     return 1 if report.failed else 0
+
+
+def _run_pending(pending, args: argparse.Namespace, options: PredictOptions, outputs: OutputOptions,
+                 on_result) -> None:
+    """Predict the pending cases here, or on Dask with --scheduler, or --workers N > 1 for two or more."""
+    if args.scheduler or (args.workers > 1 and len(pending) > 1):
+        from flareseg.inference.cohort import ClusterOptions, predict_cohort
+
+        predict_cohort(pending, options, outputs, ClusterOptions(args.workers, args.scheduler), on_result,
+                       progress=not args.quiet)
+    else:
+        from flareseg.inference.predict import run_cases
+
+        run_cases(pending, options, outputs, progress=not args.quiet, on_result=on_result)
 
 
 def write_statistics_csv(report, output_dir: Path, outputs: OutputOptions) -> Path | None:

@@ -6,7 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -116,7 +116,9 @@ def predict(input: str | os.PathLike, output: str | os.PathLike | None = None,
 
 @dataclass
 class CaseResult:
-    """Outcome of one scan of a run: ``status`` is ``done``, ``skipped`` (its mask existed) or ``failed``."""
+    """Outcome of one scan of a run: ``status`` is ``done``, ``skipped`` (its mask existed), ``failed``
+    or ``pending`` (not finished yet); ``peak_memory_mb`` is the peak resident memory (MB) of the
+    process that ran it, while it ran it (None when unknown or not run)."""
 
     case: str
     input: str
@@ -126,6 +128,7 @@ class CaseResult:
     error: str = ""
     acquisition: int | None = None
     statistics: dict | None = None
+    peak_memory_mb: float | None = None
 
 
 @dataclass
@@ -151,22 +154,37 @@ class RunReport:
 
 
 def predict_cases(cases: Sequence[Case], output_dir: str | os.PathLike, options: PredictOptions = PredictOptions(),
-                  outputs: OutputOptions = OutputOptions(), progress: bool = True,
-                  report: RunReport | None = None) -> RunReport:
-    """Segment several scans into ``output_dir``, one mask each (``CASE.nii.gz``).
+                  outputs: OutputOptions = OutputOptions(), progress: bool = True, report: RunReport | None = None,
+                  failed_before: Mapping[tuple[str, str], str] | None = None,
+                  on_result: Callable[[CaseResult], None] | None = None) -> RunReport:
+    """Segment several scans into ``output_dir``, one mask each (``CASE.nii.gz``), in this process.
 
     A bad scan is a failed entry, not the end of the run; two scans that would write the same mask
     both fail. A mask that exists complete (with the extras asked for) is kept (``skipped``) unless
     ``outputs.overwrite``. ``report`` is filled as the run goes, so an interrupted run still has one.
+    ``failed_before`` and ``on_result`` are as :func:`plan_cases` and :func:`run_cases` take them.
     """
-    from tqdm import tqdm
+    report = RunReport() if report is None else report
+    pending = plan_cases(cases, output_dir, outputs, report, failed_before)
+    run_cases(pending, options, outputs, progress, on_result)
+    return report
 
+
+def plan_cases(cases: Sequence[Case], output_dir: str | os.PathLike, outputs: OutputOptions, report: RunReport,
+               failed_before: Mapping[tuple[str, str], str] | None = None) -> list[tuple[Case, CaseResult]]:
+    """Add a result per case to ``report`` and return the cases still to predict (status ``pending``).
+
+    Two cases that would write one mask, and a mask that would replace an input, fail. A complete
+    mask (with the extras asked for) is ``skipped`` unless ``outputs.overwrite``. A case listed in
+    ``failed_before`` (``(case, absolute input) -> error``, from the previous run's manifest) fails
+    again with that error, without being run, unless ``outputs.overwrite``.
+    """
     output_dir = Path(output_dir)
     output_folder(output_dir)
     suffix = mask_suffix(outputs.output_type)
     clashes = {case: group for group in name_collisions(cases).values() for case in group}
     inputs = {case.input.resolve() for case in cases}
-    report = RunReport() if report is None else report
+    failed_before = {} if outputs.overwrite or failed_before is None else failed_before
     pending = []
     for case in cases:
         result = CaseResult(case.name, str(Path(case.input).absolute()),  # readable from any folder (flareseg qc)
@@ -180,21 +198,77 @@ def predict_cases(cases: Sequence[Case], output_dir: str | os.PathLike, options:
         elif (not outputs.overwrite and mask_is_complete(Path(result.output), outputs.output_type, case.input)
               and extras_present(Path(result.output), outputs)):
             result.status = "skipped"
+        elif (result.case, result.input) in failed_before:
+            result.status, result.error = "failed", failed_before[(result.case, result.input)]
         else:
             pending.append((case, result))
+    return pending
+
+
+def run_cases(pending: Sequence[tuple[Case, CaseResult]], options: PredictOptions, outputs: OutputOptions,
+              progress: bool = True, on_result: Callable[[CaseResult], None] | None = None) -> None:
+    """Predict ``pending`` (from :func:`plan_cases`) one after the other in this process, with one
+    model; ``on_result(result)`` is called as each case ends."""
+    from tqdm import tqdm
+
     model = open_model(options) if pending else None
     for case, result in tqdm(pending, desc="predict", unit="scan", disable=not progress):
-        start = time.perf_counter()
-        try:
-            result.statistics = predict_case(case, Path(result.output), model, options, outputs, statistics_file=False)
-        except (FlaresegError, OSError, RuntimeError, ValueError) as error:
-            result.status, result.error = "failed", str(error)
-            continue
-        except Exception as error:  # noqa: BLE001 - an unforeseen failure of one scan must not end the run
-            result.status, result.error = "failed", f"{type(error).__name__}: {error}"
-            continue
+        run_case(case, result, model, options, outputs)
+        if on_result is not None:
+            on_result(result)
+
+
+def run_case(case: Case, result: CaseResult, model: LoadedModel, options: PredictOptions,
+             outputs: OutputOptions) -> CaseResult:
+    """Predict one case of a run and record the outcome in ``result`` (``done``, or ``failed`` with
+    its error; seconds, peak memory, statistics); the mask goes to ``result.output``.
+
+    Any error of the case is caught: one scan never ends the run (only KeyboardInterrupt and the
+    like pass). This is what a run's worker process, local or on a cluster, runs per case.
+    """
+    start = time.perf_counter()
+    memory = PeakMemory()
+    try:
+        result.statistics = predict_case(case, Path(result.output), model, options, outputs, statistics_file=False)
+    except (FlaresegError, OSError, RuntimeError, ValueError) as error:
+        result.status, result.error = "failed", str(error)
+    except Exception as error:  # noqa: BLE001 - an unforeseen failure of one scan must not end the run
+        result.status, result.error = "failed", f"{type(error).__name__}: {error}"
+    else:
         result.status, result.seconds = "done", round(time.perf_counter() - start, 3)
-    return report
+    result.peak_memory_mb = memory.peak_mb()
+    return result
+
+
+class PeakMemory:
+    """Peak resident memory of this process from now on: on Linux the kernel's high-water mark
+    (``VmHWM``), reset when created (``/proc/self/clear_refs``); elsewhere, or where the reset is not
+    allowed, the current resident size at :meth:`peak_mb` (a lower bound)."""
+
+    def __init__(self) -> None:
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+            self._reset = True
+        except OSError:
+            self._reset = False
+
+    def peak_mb(self) -> float | None:
+        """The peak (MB, 2**20 bytes) since this object was created; None if it cannot be known."""
+        if self._reset:
+            try:
+                with open("/proc/self/status") as handle:
+                    for line in handle:
+                        if line.startswith("VmHWM:"):
+                            return round(int(line.split()[1]) / 1024, 1)
+            except (OSError, ValueError, IndexError):
+                pass
+        try:
+            import psutil
+
+            return round(psutil.Process().memory_info().rss / 2**20, 1)
+        except Exception:  # noqa: BLE001 - memory is reported, never a reason to fail a case
+            return None
 
 
 def predict_case(case: Case, path: Path, model: LoadedModel, options: PredictOptions, outputs: OutputOptions,
