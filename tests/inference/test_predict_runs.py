@@ -262,3 +262,25 @@ def test_two_names_for_one_file_are_two_cases(tmp_path, data_dir):
     (folder / "p1_0000.nii.gz").symlink_to(data_dir / "ts_example" / "example_ct_sm.nii.gz")
     (folder / "p2_0000.nii.gz").symlink_to(data_dir / "ts_example" / "example_ct_sm.nii.gz")
     assert [case.name for case in collect_cases([folder, folder / "p1_0000.nii.gz"])] == ["p1", "p2"]
+
+
+def test_a_table_of_cases_names_their_outputs_and_acquisitions(scans, tiny_model, tmp_path, data_dir):
+    from flareseg.errors import InputError
+    from flareseg.inference.cases import collect_cases
+
+    series = data_dir / "tcia_pancreatic_ct_cbct_seg_cb001" / "dicom_ct"
+    table = scans / "cases.csv"
+    table.write_text(f"case,input,acquisition\npatient7,small_0000.nii.gz,\n,series,\nphase,{series},1\n")
+    cases = collect_cases([table])
+    assert [(case.name, case.input, case.acquisition) for case in cases] == [
+        ("patient7", scans / "small_0000.nii.gz", None), ("series", scans / "series", None), ("phase", series, 1)]
+    (scans / "bad.csv").write_text("path\nsmall_0000.nii.gz\n")
+    with pytest.raises(InputError, match="needs an 'input' column"):
+        collect_cases([scans / "bad.csv"])
+    (scans / "bad.csv").write_text("input,acquisition\nsmall_0000.nii.gz,first\n")
+    with pytest.raises(InputError, match="line 2: needs an input and, if any, an acquisition number"):
+        collect_cases([scans / "bad.csv"])
+    (scans / "one.csv").write_text("input,case\nsmall_0000.nii.gz,patient7\n")
+    out = tmp_path / "out"
+    assert main(["predict", "-i", str(scans / "one.csv"), "-o", str(out), "-m", str(tiny_model), "--quiet"]) == 0
+    assert (out / "patient7.nii.gz").is_file() and _summary(out)["cases"][0]["case"] == "patient7"

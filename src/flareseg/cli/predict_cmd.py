@@ -23,13 +23,14 @@ def add_parsers(subparsers) -> None:
     predict = subparsers.add_parser(
         "predict", help="segment CTs: files, DICOM folders, folders of CTs or lists of them",
         description="Segment the 13 FLARE organs. -i FILE|DICOM_DIR -o MASK writes one mask on the input's grid. "
-        "Several inputs, a folder of CTs or a .txt list (one path per line) -o DIR write DIR/CASE.nii.gz per scan "
+        "Several inputs, a folder of CTs, a .txt list (one path per line) or a .csv table (columns input, and "
+        "optionally case and acquisition) -o DIR write DIR/CASE.nii.gz per scan "
         "(CASE_0000.nii.gz -> CASE.nii.gz), DIR/manifest.csv (rewritten as each scan ends) and DIR/summary.json; "
         "a bad scan is reported and the run goes on (exit 1 if any failed); masks that already exist are kept "
         "unless --overwrite, and scans that failed before stay failed unless --retry-failed.",
     )
     predict.add_argument("-i", "--input", required=True, type=Path, nargs="+", metavar="INPUT",
-                         help="CT file, DICOM series folder, folder of CTs, or .txt list of them")
+                         help="CT file, DICOM series folder, folder of CTs, .txt list or .csv table of them")
     predict.add_argument("-o", "--output", required=True, type=Path,
                          help="mask file (.nii.gz, .nii, .nrrd, .mha; .dcm for DICOM output types) or folder")
     predict.add_argument("-m", "--model", type=Path, help="model directory (default: the bundled model)")

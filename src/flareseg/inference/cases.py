@@ -2,7 +2,8 @@
 
 An input is a CT file, a DICOM series folder (a folder that holds DICOM files itself), a folder
 of such scans (its image files and sub-folders, nnU-Net's ``CASE_0000.nii.gz`` naming), or a
-``.txt`` list with one path per line (relative paths are taken from the list's folder).
+``.txt`` list with one path per line (relative paths are taken from the list's folder), or a
+``.csv`` table of cases (:func:`read_case_table`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from flareseg.io import DicomInputWarning, dicom_acquisitions, has_image_suffix,
 
 #: File ending of a list of inputs.
 LIST_SUFFIX = ".txt"
+#: A table of cases (``CASES.csv``): an ``input`` column, and ``case`` and ``acquisition`` optionally.
+TABLE_SUFFIX = ".csv"
 #: Files looked at before a folder counts as holding no DICOM.
 _DICOM_PROBES = 64
 #: DICOM modalities of objects that are not slices of a scan.
@@ -81,7 +84,8 @@ def holds_dicom(folder: Path) -> bool:
 
 def is_single_scan(path: Path) -> bool:
     """A CT file or a DICOM series folder, as opposed to a folder of scans or a list file."""
-    return (path.is_file() and not path.name.lower().endswith(LIST_SUFFIX)) or (path.is_dir() and holds_dicom(path))
+    listing = path.name.lower().endswith((LIST_SUFFIX, TABLE_SUFFIX))
+    return (path.is_file() and not listing) or (path.is_dir() and holds_dicom(path))
 
 
 def folder_inputs(folder: Path) -> list[Path]:
@@ -101,15 +105,54 @@ def collect_cases(inputs: Sequence[Path]) -> list[Case]:
     for path in inputs:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
-        scans = [path] if is_single_scan(path) else read_list(path) if path.is_file() else folder_inputs(path)
-        if not scans:
+        if path.is_file() and path.name.lower().endswith(TABLE_SUFFIX):
+            found = read_case_table(path)
+        else:
+            scans = [path] if is_single_scan(path) else read_list(path) if path.is_file() else folder_inputs(path)
+            found = [case for scan in scans for case in scan_cases(scan)]
+        if not found:
             raise InputError(f"{path}: no CT files (.nii.gz, .nii, .nrrd, .mha) or DICOM folders")
-        for scan in scans:
-            for case in scan_cases(scan):
-                key = (case.name, case.input.resolve(), case.acquisition)
-                if key not in seen:  # the same scan named twice is segmented once
-                    seen.add(key)
-                    cases.append(case)
+        for case in found:
+            key = (case.name, case.input.resolve(), case.acquisition)
+            if key not in seen:  # the same scan named twice is segmented once
+                seen.add(key)
+                cases.append(case)
+    return cases
+
+
+def read_case_table(path: Path) -> list[Case]:
+    """The cases of a ``CASES.csv`` table: a header row, then one scan per row: ``input`` (a path;
+    a relative one is taken from the table's folder), and optionally ``case`` (the name of its
+    outputs, default from the input's name) and ``acquisition`` (N of a DICOM series holding
+    several; empty: every acquisition, ``CASE_acqN`` each).
+
+    Raises:
+        InputError: The table cannot be read, has no ``input`` column, or a row no input or an
+            acquisition that is not a number.
+    """
+    import csv
+    import dataclasses
+
+    try:
+        reader = csv.DictReader(path.read_text().splitlines())
+        rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"{path}: cannot read the table of cases ({error})") from None
+    if "input" not in (reader.fieldnames or []):
+        raise InputError(f"{path}: a table of cases needs an 'input' column, got {reader.fieldnames}")
+    cases = []
+    for line, row in enumerate(rows, start=2):
+        entry, name = (row.get("input") or "").strip(), (row.get("case") or "").strip()
+        acquisition = (row.get("acquisition") or "").strip()
+        if not entry or (acquisition and not acquisition.isdigit()):
+            raise InputError(f"{path}, line {line}: needs an input and, if any, an acquisition number; got {row}")
+        scan = Path(entry) if Path(entry).is_absolute() else path.parent / entry
+        if acquisition:
+            cases.append(Case(name or case_name(scan), scan, int(acquisition)))
+            continue
+        found = scan_cases(scan)
+        cases += [dataclasses.replace(case, name=name + case.name[len(case_name(scan)):]) if name else case
+                  for case in found]
     return cases
 
 
