@@ -95,3 +95,37 @@ def test_a_rewrite_replaces_the_whole_file_or_nothing(tmp_path, monkeypatch):
 def test_one_line_joins_lines():
     assert one_line("a\n  b\r\n\nc ") == "a b c"
     assert one_line(ValueError("x\ny")) == "x y"
+
+
+def test_a_later_run_keeps_the_rows_of_cases_it_does_not_have_and_rewrites_at_most_once_a_second(tmp_path):
+    from flareseg.inference.manifest import ManifestWriter, read_manifest
+
+    path = tmp_path / "manifest.csv"
+    write_manifest(path, [CaseResult("a", "/s/a.nii.gz", "o/a.nii.gz", "failed", 1.0, "bad"),
+                          CaseResult("b", "/s/b.nii.gz", "o/b.nii.gz", "done", 2.0)])
+    results = [CaseResult("b", "/s/b.nii.gz", "o/b.nii.gz", "skipped"), CaseResult("c", "/s/c.nii.gz", "o/c.nii.gz",
+                                                                                  "pending")]
+    writer = ManifestWriter(path, results, interval_s=3600)
+    writer.write(force=True)
+    assert [(row.case, row.status) for row in read_manifest(path)] == [("a", "failed"), ("b", "skipped"),
+                                                                       ("c", "pending")]
+    results[1].status = "done"
+    writer.write()  # within the interval: not yet
+    assert read_manifest(path)[2].status == "pending"
+    writer.write(force=True)
+    assert read_manifest(path)[2].status == "done"
+
+
+def test_the_peak_memory_of_the_callers_process_is_left_alone():
+    import resource
+
+    import numpy as np
+
+    from flareseg.inference.predict import PeakMemory
+
+    block = np.ones(64 * 2**20, np.uint8)  # 64 MB touched
+    del block
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = PeakMemory().peak_mb()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >= before  # not reset
+    assert peak is not None and peak * 1024 >= before * 0.99  # the process's peak so far (ru_maxrss is KiB)

@@ -127,21 +127,22 @@ def _predict_one(case, args: argparse.Namespace, options: PredictOptions, output
 def _predict_many(cases, args: argparse.Namespace, options: PredictOptions, outputs: OutputOptions) -> int:
     import json
 
-    from flareseg.inference.manifest import MANIFEST_NAME, previous_failures, write_manifest
+    from flareseg.inference.manifest import MANIFEST_NAME, ManifestWriter, previous_failures
     from flareseg.inference.predict import RunReport, plan_cases
     from flareseg.io.atomic import atomic_write_text
 
     manifest = args.output / MANIFEST_NAME
     failed_before = {} if args.retry_failed else previous_failures(manifest)
     report, pending = RunReport(), []
+    writer = ManifestWriter(manifest, report.results)
     try:
         pending = plan_cases(cases, args.output, outputs, report, failed_before)
-        write_manifest(manifest, report.results)
-        _run_pending(pending, args, options, outputs, lambda _: write_manifest(manifest, report.results))
+        writer.write(force=True)
+        _run_pending(pending, args, options, outputs, lambda _: writer.write())
     finally:
         if report.results:
             atomic_write_text(args.output / "summary.json", json.dumps(report.summary(), indent=1) + "\n")
-            write_manifest(manifest, report.results)
+            writer.write(force=True)
     for result in report.failed:
         print(f"failed: {Path(result.input).name}: {result.error}", file=sys.stderr)
     if args.statistics:

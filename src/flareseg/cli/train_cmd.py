@@ -148,8 +148,12 @@ def _launch(args: argparse.Namespace) -> int:
         argv += ["--threads", str(threads)]
     code = launch(argv, args.nproc, threads)
     if code:
-        print(f"flareseg: error: a training process failed (exit code {code}); run the same command with --resume "
-              "to continue from the last checkpoint", file=sys.stderr)
+        from flareseg.training.loop import CHECKPOINT
+
+        checkpoints = list((args.out / "training").glob(f"*/{CHECKPOINT}")) if args.out.is_dir() else []
+        advice = ("run the same command with --resume to continue from the last checkpoint" if checkpoints
+                  else "nothing was trained yet: see the messages above")
+        print(f"flareseg: error: a training process failed (exit code {code}); {advice}", file=sys.stderr)
     return 1 if code else 0
 
 

@@ -14,6 +14,7 @@ fails with a one-line reason, and the rest of the cohort goes on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -26,7 +27,6 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import dask
-import psutil
 from distributed import Client, Future, LocalCluster, as_completed, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.scheduler import KilledWorker
@@ -79,8 +79,13 @@ def local_shape(cluster: ClusterOptions, cores: int | None = None, memory_bytes:
     """Split the machine (``cores`` CPUs and ``memory_bytes`` of memory; default: this machine's)
     between ``cluster.workers`` local workers: cores // workers threads (at least 1) and memory / workers."""
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    memory_bytes = memory_bytes or psutil.virtual_memory().total
+        from dask.system import CPU_COUNT  # affinity and cgroup CPU quotas counted
+
+        cores = CPU_COUNT
+    if memory_bytes is None:
+        from distributed.system import MEMORY_LIMIT  # the machine's, or the cgroup's when lower
+
+        memory_bytes = MEMORY_LIMIT
     return LocalShape(cluster.workers, max(1, cores // cluster.workers),
                       cluster.memory_limit_bytes or memory_bytes // cluster.workers)
 
@@ -116,6 +121,7 @@ class ModelPlugin(WorkerPlugin):
     def setup(self, worker) -> None:
         if self.ignore_interrupt and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.lock = threading.Lock()  # one case at a time, whatever the worker's threads
         self.model = open_model(self.options)
 
     def teardown(self, worker) -> None:
@@ -126,10 +132,11 @@ def predict_on_worker(case: Case, result: CaseResult, plugin: str, options: Pred
                       outputs: OutputOptions) -> CaseResult:
     """The task of one case: :func:`run_case` with the model of this worker's :class:`ModelPlugin`."""
     worker = get_worker()
-    model = getattr(worker.plugins.get(plugin), "model", None)
-    if model is None:
+    loaded = worker.plugins.get(plugin)
+    if getattr(loaded, "model", None) is None:
         raise RuntimeError(f"the model is not loaded on worker {worker.address} (see its log)")
-    return run_case(case, result, model, options, outputs)
+    with loaded.lock:
+        return run_case(case, result, loaded.model, options, outputs, own_process=True)
 
 
 @contextmanager
@@ -175,13 +182,14 @@ def predict_cohort(pending: Pending, options: PredictOptions, outputs: OutputOpt
     with ExitStack() as stack:
         client, options = connect(cluster, options, stack)
         plugin = f"flareseg-model-{uuid.uuid4().hex[:8]}"
-        client.register_plugin(ModelPlugin(options, ignore_interrupt=not cluster.scheduler), name=plugin)
         try:
+            client.register_plugin(ModelPlugin(options, ignore_interrupt=not cluster.scheduler), name=plugin)
             _run_queue(client, largest_first(pending), _Submitter(client, plugin, options, outputs),
                        on_result, progress)
         finally:
             if cluster.scheduler:  # leave a shared cluster without this run's model
-                client.unregister_worker_plugin(plugin)
+                with contextlib.suppress(Exception):  # a lost scheduler: the run's own error says so
+                    client.unregister_worker_plugin(plugin)
 
 
 @dataclass
@@ -209,7 +217,7 @@ def _run_queue(client: Client, queue: list[tuple[Case, CaseResult]], submit: _Su
     completed = as_completed()
 
     def feed() -> None:
-        slots = max(1, sum(client.nthreads().values()))
+        slots = max(1, len(client.nthreads()))  # one case per worker process
         while queue and len(running) < slots:
             case, result = queue.pop(0)
             future = submit(case, result, priority=len(queue))
@@ -221,10 +229,10 @@ def _run_queue(client: Client, queue: list[tuple[Case, CaseResult]], submit: _Su
         for future in completed:
             result = running.pop(future)
             _collect(future, result, pending=len(queue) + len(running))
+            feed()  # the freed worker gets its next case before the manifest is written
             bar.update()
             if on_result is not None:
                 on_result(result)
-            feed()
 
 
 def _collect(future: Future, result: CaseResult, pending: int) -> None:

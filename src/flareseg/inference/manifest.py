@@ -84,6 +84,28 @@ def _result(row: Mapping[str, str]) -> CaseResult:
                       row["error"] or "", peak_memory_mb=float(peak) if peak else None)
 
 
+class ManifestWriter:
+    """Rewrites a run's manifest: the rows of an earlier run's manifest for cases this run does not
+    have kept first (several runs into one folder keep every case), then this run's; as cases end,
+    at most once per ``interval_s`` seconds (a cohort of thousands does not rewrite it thousands of
+    times), and whenever :meth:`write` is called with ``force``."""
+
+    def __init__(self, path: Path, results: list[CaseResult], interval_s: float = 1.0) -> None:
+        self.path, self.results, self.interval_s = Path(path), results, interval_s
+        self.earlier = read_manifest(self.path)
+        self.last = 0.0
+
+    def write(self, force: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if not force and now - self.last < self.interval_s:
+            return
+        mine = {(result.case, result.input) for result in self.results}
+        write_manifest(self.path, [row for row in self.earlier if (row.case, row.input) not in mine] + self.results)
+        self.last = now
+
+
 def previous_failures(path: str | Path) -> dict[tuple[str, str], str]:
     """``(case, input) -> error`` of the cases an existing manifest lists as failed."""
     return {(result.case, result.input): result.error for result in read_manifest(path) if result.status == "failed"}

@@ -219,15 +219,18 @@ def run_cases(pending: Sequence[tuple[Case, CaseResult]], options: PredictOption
 
 
 def run_case(case: Case, result: CaseResult, model: LoadedModel, options: PredictOptions,
-             outputs: OutputOptions) -> CaseResult:
+             outputs: OutputOptions, own_process: bool = False) -> CaseResult:
     """Predict one case of a run and record the outcome in ``result`` (``done``, or ``failed`` with
-    its error; seconds, peak memory, statistics); the mask goes to ``result.output``.
+    its error; seconds, peak memory, statistics); the mask goes to ``result.output``. The peak
+    memory is the case's own in a process flareseg owns (``own_process``: a cohort's worker,
+    whose high-water mark is reset per case), else the process's peak so far (the caller's
+    process is left as it is).
 
     Any error of the case is caught: one scan never ends the run (only KeyboardInterrupt and the
     like pass). This is what a run's worker process, local or on a cluster, runs per case.
     """
     start = time.perf_counter()
-    memory = PeakMemory()
+    memory = PeakMemory(reset=own_process)
     try:
         result.statistics = predict_case(case, Path(result.output), model, options, outputs, statistics_file=False)
     except (FlaresegError, OSError, RuntimeError, ValueError) as error:
@@ -241,11 +244,15 @@ def run_case(case: Case, result: CaseResult, model: LoadedModel, options: Predic
 
 
 class PeakMemory:
-    """Peak resident memory of this process from now on: on Linux the kernel's high-water mark
-    (``VmHWM``), reset when created (``/proc/self/clear_refs``); elsewhere, or where the reset is not
-    allowed, the current resident size at :meth:`peak_mb` (a lower bound)."""
+    """Peak resident memory of this process: on Linux the kernel's high-water mark (``VmHWM``),
+    from now on with ``reset`` (``/proc/self/clear_refs``, which also resets ``getrusage``'s
+    ``ru_maxrss``: only for processes flareseg owns), else over the process's life; elsewhere, or
+    where the reset is not allowed, the current resident size at :meth:`peak_mb` (a lower bound)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reset: bool = False) -> None:
+        if not reset:
+            self._reset = Path("/proc/self/status").is_file()
+            return
         try:
             with open("/proc/self/clear_refs", "w") as handle:
                 handle.write("5")
