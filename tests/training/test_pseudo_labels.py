@@ -11,7 +11,7 @@ from flareseg.errors import InputError
 from flareseg.inference.cascade import segment_canonical
 from flareseg.inference.model import load_model
 from flareseg.recipes import load_recipe
-from flareseg.training.pseudo_labels import pseudo_labelled, with_teacher_classes
+from flareseg.training.pseudo_labels import pseudo_labelled, with_classes
 from flareseg.training.samples import read_case
 from flareseg.training.train import train_model
 
@@ -40,7 +40,7 @@ def test_a_partial_case_keeps_its_own_labels_and_takes_the_rest_from_the_teacher
     assert filled.any() and np.array_equal(label[filled], predicted[filled])
     others = (own == 0) & (predicted > 0) & (predicted != 5)
     assert np.array_equal(label[others], predicted[others])
-    assert with_teacher_classes(case, teacher).annotated == tuple(range(1, 14))
+    assert with_classes(case, teacher.recipe.class_ids).annotated == tuple(range(1, 14))
 
 
 def test_an_unlabelled_case_takes_the_teachers_prediction_whole(real_dataset, teacher):
@@ -76,7 +76,7 @@ def test_a_changed_annotation_rebuilds_the_pseudo_labelled_samples(real_dataset,
 
     case = next(c for c in list_cases(load_spec(real_dataset)) if c.case_id == "ts_aorta")
     more = dataclasses.replace(case, annotated=(1, 5))
-    filled, filled_more = with_teacher_classes(case, teacher), with_teacher_classes(more, teacher)
+    filled, filled_more = with_classes(case, teacher.recipe.class_ids), with_classes(more, teacher.recipe.class_ids)
     assert filled.annotated == filled_more.annotated  # the filled cases alone cannot tell them apart
     source = teacher_source(teacher)
     assert source.signature(case) != source.signature(more)

@@ -92,16 +92,10 @@ def _pseudolabel(args: argparse.Namespace) -> int:
 
 def _select(args: argparse.Namespace) -> int:
     from flareseg.training.pseudo_rounds import rounds_present
-    from flareseg.training.pseudo_selection import (round_entropies, round_keys, score_rounds, select_cases,
-                                                    write_selection)
+    from flareseg.training.pseudo_selection import select_rounds
 
-    rounds = rounds_present(args.dataset)
-    scores, class_scores = score_rounds(args.dataset, rounds)
-    entropies = round_entropies(args.dataset, rounds[-1])
-    selection = select_cases(scores, args.keep, class_scores, args.class_threshold, entropies, args.max_entropy)
-    settings = {"rounds": rounds, "teacher_keys": round_keys(args.dataset, rounds), "keep": args.keep,
-                "class_threshold": args.class_threshold, "max_entropy": args.max_entropy}
-    path = write_selection(args.dataset, selection, scores, class_scores, settings, entropies=entropies)
+    selection, scores, path = select_rounds(args.dataset, rounds_present(args.dataset), args.keep,
+                                            args.class_threshold, args.max_entropy)
     if not args.quiet:
         print(f"kept {len(selection.kept)} of {len(scores)} case(s); dropped (least stable first): "
               f"{', '.join(reversed(selection.dropped)) or 'none'}")

@@ -250,19 +250,19 @@ class PeakMemory:
     where the reset is not allowed, the current resident size at :meth:`peak_mb` (a lower bound)."""
 
     def __init__(self, reset: bool = False) -> None:
-        if not reset:
-            self._reset = Path("/proc/self/status").is_file()
+        if not reset:  # the kernel's peak over the process's life, where there is one
+            self._kernel_peak = Path("/proc/self/status").is_file()
             return
         try:
             with open("/proc/self/clear_refs", "w") as handle:
                 handle.write("5")
-            self._reset = True
+            self._kernel_peak = True
         except OSError:
-            self._reset = False
+            self._kernel_peak = False
 
     def peak_mb(self) -> float | None:
         """The peak (MB, 2**20 bytes) since this object was created; None if it cannot be known."""
-        if self._reset:
+        if self._kernel_peak:
             try:
                 with open("/proc/self/status") as handle:
                     for line in handle:

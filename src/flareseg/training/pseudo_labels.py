@@ -66,11 +66,18 @@ class PseudoSource:
 
 def teacher_key(model: LoadedModel) -> str:
     """A short hash of the teacher's recipe and weights: pseudo-labels of another teacher are
-    cached apart."""
+    cached apart.
+
+    Raises:
+        InputError: A weights or recipe file cannot be read.
+    """
     digest = hashlib.sha1()
-    for stage in model.recipe.stages:
-        digest.update(weights_path(model.directory, stage.name).read_bytes())
-    digest.update((Path(model.directory) / "recipe.yaml").read_bytes())
+    try:
+        for stage in model.recipe.stages:
+            digest.update(weights_path(model.directory, stage.name).read_bytes())
+        digest.update((Path(model.directory) / "recipe.yaml").read_bytes())
+    except OSError as error:
+        raise InputError(f"{model.directory}: unreadable teacher weights ({error})") from None
     return digest.hexdigest()[:12]
 
 
@@ -78,11 +85,6 @@ def with_classes(case: Case, classes: tuple[int, ...]) -> Case:
     """The case as its pseudo-labelled version annotates it: its own classes and ``classes``."""
     annotated = tuple(sorted(set(case.annotated) | set(classes)))
     return dataclasses.replace(case, annotated=annotated, partial=False)
-
-
-def with_teacher_classes(case: Case, model: LoadedModel) -> Case:
-    """The case as the teacher ``model`` fills it (:func:`with_classes`)."""
-    return with_classes(case, model.recipe.class_ids)
 
 
 def pseudo_labelled(case: Case, model: LoadedModel):
@@ -124,7 +126,7 @@ def stored_source(folder: str | Path) -> PseudoSource:
     Raises:
         InputError: No round there, or its provenance does not name the teacher's classes.
     """
-    from flareseg.training.pseudo_rounds import read_provenance
+    from flareseg.training.pseudo_rounds import read_provenance, round_file
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -137,7 +139,7 @@ def stored_source(folder: str | Path) -> PseudoSource:
     selection = round_selection(folder, provenance.get("round"), provenance.get("teacher_key"))
     dropped_classes = {case: tuple(int(c) for c in classes_)
                        for case, classes_ in selection.get("dropped_classes", {}).items()}
-    files = {case: _round_file(folder, case) for case in provenance.get("cases", {})}
+    files = {case: round_file(folder, case) for case in provenance.get("cases", {})}
     key = hashlib.sha1(json.dumps([str(folder.resolve()), provenance.get("teacher_key"),
                                    sorted(dropped_classes.items())]).encode()).hexdigest()[:12]
 
@@ -218,11 +220,6 @@ def read_stored(case: Case, path: Path, drop: tuple[int, ...] = ()):
     if drop:
         values[np.isin(values, drop)] = IGNORED
     return ct_canonical.array, values, ct_canonical.geometry.spacing_zyx_mm
-
-
-def _round_file(folder: Path, case_id: str) -> Path:
-    found = sorted(p for p in folder.glob(f"{case_id}.*") if p.name != "provenance.json")
-    return found[0] if found else folder / f"{case_id}.nii.gz"
 
 
 def mark_own_annotation(samples: list[Sample], stage: StageConfig, originals: dict[str, Case]) -> list[Sample]:

@@ -59,6 +59,12 @@ def rounds_present(dataset: Path, root: Path | None = None) -> list[int]:
     return sorted(found)
 
 
+def round_file(folder: Path, case_id: str) -> Path:
+    """The pseudo-label file of a case in a round folder (``CASE.nii.gz`` when there is none yet)."""
+    found = sorted(p for p in Path(folder).glob(f"{case_id}.*") if p.name != PROVENANCE)
+    return found[0] if found else Path(folder) / f"{case_id}.nii.gz"
+
+
 def read_provenance(folder: Path) -> dict:
     """A round's provenance; an unreadable file is an error naming it."""
     path = folder / PROVENANCE
@@ -179,7 +185,9 @@ def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int 
     cases = pseudo_cases(dataset, model.recipe.class_ids)
     if not cases:
         raise InputError(f"{dataset}: every case annotates every class of the teacher; nothing to pseudo-label")
-    key = _teacher_key(model)
+    from flareseg.training.pseudo_labels import teacher_key
+
+    key = teacher_key(model)  # with workers, the first read of its weights in this process
     number = number or _default_round(dataset, key, root)
     folder = round_folder(dataset, number, root)
     provenance = _start_round(folder, number, teacher_dir, key, overwrite, model.recipe.class_ids)
@@ -219,17 +227,6 @@ def _parent_teacher(teacher_dir, device: str, threads: int | None, workers: int)
     if workers == 1:
         return load_model(teacher_dir, device=device, threads=threads)
     return LoadedModel(Path(teacher_dir), read_recipe(Path(teacher_dir)), {}, "none")
-
-
-def _teacher_key(model) -> str:
-    """:func:`flareseg.training.pseudo_labels.teacher_key`; unreadable weights are an InputError
-    (with workers, this process has not loaded them)."""
-    from flareseg.training.pseudo_labels import teacher_key
-
-    try:
-        return teacher_key(model)
-    except OSError as error:
-        raise InputError(f"{model.directory}: unreadable teacher weights ({error})") from None
 
 
 def _cases_to_do(cases: list[Case], folder: Path, ending: str, provenance: dict,

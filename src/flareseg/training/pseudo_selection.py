@@ -32,7 +32,7 @@ from flareseg.errors import InputError
 from flareseg.io import read_volume
 from flareseg.io.atomic import atomic_write_text
 from flareseg.labels import LABELS
-from flareseg.training.pseudo_rounds import pseudo_root, read_provenance, round_folder, rounds_present
+from flareseg.training.pseudo_rounds import pseudo_root, read_provenance, round_file, round_folder, rounds_present
 
 SELECTION = "selection.json"
 
@@ -162,7 +162,7 @@ def score_rounds(dataset: Path, rounds: Sequence[int] | None = None, root: Path 
     common = sorted(set.intersection(*finished))
     scores, class_scores = {}, {}
     for case in common:
-        paths = [next(iter(sorted(folder.glob(f"{case}.*"))), folder / f"{case}.nii.gz") for folder in folders]
+        paths = [round_file(folder, case) for folder in folders]
         maps = [read_volume(path).array for path in paths]  # a missing or broken file: an InputError naming it
         scores[case] = case_instability(maps)
         class_scores[case] = class_instability(maps, [label.id for label in LABELS])
@@ -203,3 +203,22 @@ def write_selection(dataset: Path, selection: Selection, scores: Mapping[str, fl
                 "entropy": {case: {str(c): v for c, v in sorted(entropies[case].items())}
                             for case in ranked if case in entropies}}
     return atomic_write_text(root / SELECTION, json.dumps(document, indent=1, allow_nan=True) + "\n")
+
+
+def select_rounds(dataset: Path, rounds: Sequence[int], keep: float = 0.962, class_threshold: float | None = None,
+                  max_entropy: float | None = None, root: Path | None = None
+                  ) -> tuple[Selection, dict[str, float], Path]:
+    """Score the ``rounds`` (:func:`score_rounds`), select (:func:`select_cases`, with the last
+    round's entropies) and write ``selection.json``/``.csv`` recording the settings and the teacher
+    of each round; returns the selection, the cases' scores and the JSON file's path.
+
+    Raises:
+        InputError: Fewer than two rounds.
+    """
+    scores, class_scores = score_rounds(dataset, rounds, root)
+    rounds = list(rounds)
+    entropies = round_entropies(dataset, rounds[-1], root)
+    selection = select_cases(scores, keep, class_scores, class_threshold, entropies, max_entropy)
+    settings = {"rounds": rounds, "teacher_keys": round_keys(dataset, rounds, root), "keep": keep,
+                "class_threshold": class_threshold, "max_entropy": max_entropy}
+    return selection, scores, write_selection(dataset, selection, scores, class_scores, settings, root, entropies)

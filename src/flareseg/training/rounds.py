@@ -24,8 +24,7 @@ from flareseg.io.atomic import atomic_write_text
 from flareseg.recipes import Recipe
 from flareseg.training.loop import RunOptions
 from flareseg.training.pseudo_rounds import PSEUDO_FOLDER, RoundOptions, pseudolabel_round, round_folder
-from flareseg.training.pseudo_selection import (round_entropies, round_keys, score_rounds, select_cases,
-                                                write_selection)
+from flareseg.training.pseudo_selection import select_rounds
 from flareseg.training.train import train_model
 
 
@@ -94,12 +93,7 @@ def _read_log(out_dir: Path) -> dict[int, dict]:
 
 
 def _select(dataset: Path, rounds: list[int], config: RoundsConfig, root: Path) -> dict:
-    scores, class_scores = score_rounds(dataset, rounds, root)
-    entropies = round_entropies(dataset, rounds[-1], root)
-    selection = select_cases(scores, config.keep, class_scores, config.class_threshold, entropies, config.max_entropy)
-    settings = {"rounds": rounds, "teacher_keys": round_keys(dataset, rounds, root), "keep": config.keep,
-                "class_threshold": config.class_threshold, "max_entropy": config.max_entropy}
-    write_selection(dataset, selection, scores, class_scores, settings, root, entropies)
+    selection, _, _ = select_rounds(dataset, rounds, config.keep, config.class_threshold, config.max_entropy, root)
     return {"kept": len(selection.kept), "dropped": selection.dropped, "dropped_classes": selection.dropped_classes}
 
 
