@@ -1,6 +1,6 @@
 """Leave-one-scan-out: train on every labelled case but one, score the one left out; per case.
 
-    python scripts/leave_one_out.py DATASET OUT [--rules RULES] [--recipe RECIPE] [flareseg train options...]
+    python scripts/leave_one_out.py DATASET OUT [--rules RULES] [--case ID ...] [--recipe RECIPE] [flareseg train options...]
 
 For each labelled case of DATASET (nnU-Net layout, flareseg keys honoured), OUT/folds/<case>/
 gets a dataset without that case (links to the other files; the unlabelled cases stay) and a
@@ -8,7 +8,8 @@ model trained on it with ``flareseg train`` (``--resume`` on a rerun, so an inte
 on where it stopped); the model predicts the held-out image into OUT/pred/<case>.nii.gz. Last,
 ``flareseg evaluate --dataset DATASET`` scores every held-out prediction against its own label,
 in the dataset's numbering, with its partial and merged labels, and prints the table: no score
-comes from a scan the model was trained on. ``--rules`` names the evaluation's rule set (default
+comes from a scan the model was trained on. ``--case ID`` (repeatable) runs only those folds, in
+that order; a later run without it adds the others, and the table covers every finished fold. ``--rules`` names the evaluation's rule set (default
 flare22, the 13 organs; flare23 scores lesions too); the other options after OUT go to
 ``flareseg train`` (e.g. ``--recipe scripts/default_model.yaml --device cuda``).
 """
@@ -57,21 +58,43 @@ def make_fold(root: Path, held_out: str, out: Path) -> Path:
     return out
 
 
+def take_option(args: list[str], option: str) -> tuple[list[str], list[str]]:
+    """``(args without option, its values in order)`` for an option given as ``option VALUE``."""
+    rest, values = [], []
+    items = iter(args)
+    for item in items:
+        if item == option:
+            value = next(items, None)
+            if value is None:
+                sys.exit(f"{option} needs a value")
+            values.append(value)
+        else:
+            rest.append(item)
+    return rest, values
+
+
 def split_rules(args: list[str]) -> tuple[list[str], list[str]]:
     """``(train options, evaluate options)``: ``--rules NAME`` goes to the evaluation."""
-    if "--rules" not in args:
-        return list(args), []
-    at = args.index("--rules")
-    return list(args[:at] + args[at + 2:]), list(args[at:at + 2])
+    rest, rules = take_option(args, "--rules")
+    return rest, ["--rules", rules[-1]] if rules else []
+
+
+def held_out_cases(labelled: list[str], chosen: list[str]) -> list[str]:
+    """The folds to run: ``chosen`` in its order, or every labelled case."""
+    unknown = [case for case in chosen if case not in labelled]
+    if unknown:
+        sys.exit(f"--case {unknown[0]}: not a labelled case of the dataset ({', '.join(labelled)})")
+    return list(dict.fromkeys(chosen)) or labelled
 
 
 def run(root: Path, out: Path, train_args: list[str]) -> int:
+    train_args, chosen = take_option(train_args, "--case")
     train_args, evaluate_args = split_rules(train_args)
     spec = load_spec(root)
-    labelled = [case for case in list_cases(spec) if case.label is not None]
+    labelled = {case.case_id: case for case in list_cases(spec) if case.label is not None}
     (out / "pred").mkdir(parents=True, exist_ok=True)
     (out / "gt").mkdir(parents=True, exist_ok=True)
-    for case in labelled:
+    for case in (labelled[case_id] for case_id in held_out_cases(list(labelled), chosen)):
         fold = out / "folds" / case.case_id
         dataset = make_fold(root, case.case_id, fold / "dataset")
         model = fold / "model"

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from flareseg.cli.main import build_parser, main
-from flareseg.inference.cohort import ClusterOptions, largest_first, local_shape
-from flareseg.inference.predict import CaseResult
+from flareseg.inference.cohort import ClusterOptions, Job, largest_first, local_shape
 from flareseg.io import read_volume
 
 pytest.importorskip("distributed")
@@ -209,16 +208,14 @@ def test_a_local_worker_gets_its_share_of_cores_and_memory():
 
 
 def test_cases_go_out_largest_first(tmp_path):
-    from flareseg.inference.cases import Case
-
     sizes = {"a.nii.gz": 10, "b.nii.gz": 300, "c.nii.gz": 300, "d.nii.gz": 20}
-    pending = []
+    jobs = []
     for name, size in sizes.items():
         (tmp_path / name).write_bytes(gzip.compress(os.urandom(size), compresslevel=0))
-        pending.append((Case(name[0], tmp_path / name), CaseResult(name[0], name, name, "pending")))
+        jobs.append(Job(name[0], tmp_path / name, print))
     series = tmp_path / "series"
     series.mkdir()
     for i in range(3):
         (series / f"{i}.dcm").write_bytes(b"x" * 200)
-    pending.append((Case("series", series), CaseResult("series", "series", "series", "pending")))
-    assert [case.name for case, _ in largest_first(pending)] == ["series", "b", "c", "d", "a"]
+    jobs.append(Job("series", series, print))
+    assert [job.name for job in largest_first(jobs)] == ["series", "b", "c", "d", "a"]

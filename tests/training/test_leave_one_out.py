@@ -6,6 +6,8 @@ import csv
 import importlib.util
 import json
 
+import pytest
+
 from flareseg.datasets import list_cases, load_spec
 from flareseg.datasets.check import check_dataset
 
@@ -51,3 +53,12 @@ def test_rules_go_to_the_evaluation_and_the_rest_to_training():
     assert split(["--recipe", "r.yaml", "--rules", "flare23", "--epochs", "2"]) == (
         ["--recipe", "r.yaml", "--epochs", "2"], ["--rules", "flare23"])
     assert split(["--recipe", "r.yaml"]) == (["--recipe", "r.yaml"], [])
+
+
+def test_case_options_choose_the_folds_and_their_order():
+    script = _script()
+    assert script.take_option(["--case", "b", "--epochs", "1", "--case", "a"], "--case") == (["--epochs", "1"], ["b", "a"])
+    assert script.held_out_cases(["a", "b", "c"], ["c", "a", "c"]) == ["c", "a"]
+    assert script.held_out_cases(["a", "b"], []) == ["a", "b"]
+    with pytest.raises(SystemExit, match="--case z: not a labelled case"):
+        script.held_out_cases(["a", "b"], ["z"])

@@ -123,8 +123,14 @@ def test_class_entropy_is_the_mean_over_each_class_voxels_by_hand():
     assert class_entropy(labels, entropy, where) == {1: pytest.approx(0.1), 2: pytest.approx(0.3)}
 
 
-def test_worker_processes_write_the_same_round_as_one_process(tmp_path, data_dir):
-    """Two small real scans and a broken one, in two worker processes and in this one."""
+def test_dask_workers_write_the_same_round_as_one_process(tmp_path, data_dir):
+    """Two small real scans and a broken one: in this process, on a local Dask cluster of two
+    workers (--workers 2), and on a running cluster (--scheduler)."""
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    from flareseg.inference.cohort import ClusterOptions, local_cluster
+
     root = tmp_path / "Dataset"
     (root / "imagesUnlabelledTr").mkdir(parents=True)
     for name, source in (("sm", "example_ct_sm.nii.gz"), ("full", "example_ct.nii.gz")):
@@ -133,18 +139,21 @@ def test_worker_processes_write_the_same_round_as_one_process(tmp_path, data_dir
     spec = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1}, "numTraining": 0,
             "file_ending": ".nii.gz", "unlabelled": ["broken", "full", "sm"]}
     (root / "dataset.json").write_text(json.dumps(spec))
-    reports = {workers: pseudolabel_round(root, default_model_dir(), root=tmp_path / f"workers{workers}",
-                                          options=RoundOptions(progress=False, threads=1, workers=workers))
-               for workers in (1, 2)}
+    ways = {"here": RoundOptions(progress=False, threads=1), "workers": RoundOptions(progress=False, threads=1, workers=2)}
+    with local_cluster(ClusterOptions(workers=1)) as cluster, Client(cluster):
+        ways["scheduler"] = RoundOptions(progress=False, threads=1, scheduler=cluster.scheduler_address)
+        reports = {way: pseudolabel_round(root, default_model_dir(), root=tmp_path / way, options=options)
+                   for way, options in ways.items()}
     for report in reports.values():
         assert sorted(report.done) == ["full", "sm"] and list(report.failed) == ["broken"]
         assert "not a gzip-compressed NIfTI file" in report.failed["broken"]
-    one, two = (json.loads((report.folder / PROVENANCE).read_text())["cases"] for report in reports.values())
-    for entry in (*one.values(), *two.values()):
+    one, two, three = (json.loads((report.folder / PROVENANCE).read_text())["cases"] for report in reports.values())
+    for entry in (*one.values(), *two.values(), *three.values()):
         del entry["seconds"]
-    assert one == two and set(one) == {"full", "sm"}
+    assert one == two == three and set(one) == {"full", "sm"}
     for case in one:
-        first, second = (read_volume(report.folder / f"{case}.nii.gz") for report in reports.values())
-        assert first.geometry.matches(second.geometry) and np.array_equal(first.array, second.array)
+        first, *others = (read_volume(report.folder / f"{case}.nii.gz") for report in reports.values())
         assert first.array.any()
-    assert sorted(path.name for path in reports[2].folder.iterdir()) == ["full.nii.gz", PROVENANCE, "sm.nii.gz"]
+        for other in others:
+            assert first.geometry.matches(other.geometry) and np.array_equal(first.array, other.array)
+    assert sorted(path.name for path in reports["workers"].folder.iterdir()) == ["full.nii.gz", PROVENANCE, "sm.nii.gz"]

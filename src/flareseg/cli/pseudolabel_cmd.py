@@ -4,6 +4,7 @@ the selection of the stable ones across rounds."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from flareseg.cli.arguments import device, positive_int
@@ -57,10 +58,13 @@ def add_parsers(subparsers) -> None:
                         "are never dropped for it")
     parser.add_argument("--device", default="cpu", type=device, help="cpu (default), cuda or cuda:N")
     parser.add_argument("--threads", type=positive_int,
-                        help="CPU threads for the network (per worker; default with --workers N: the cores // N)")
+                        help="CPU threads for the network (per worker on Dask; default with --workers N: the cores // N)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                        help="predict cases in N worker processes, each loading the teacher once (default 1: "
-                        "in this process)")
+                        help="predict cases on a local Dask cluster of N worker processes, each loading the teacher "
+                        "once (default 1: in this process)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
+                        help="predict on the running Dask cluster of this scheduler (tcp://host:8786; default: "
+                        "$DASK_SCHEDULER_ADDRESS); --workers is then ignored")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors still print)")
     parser.set_defaults(run=run)
 
@@ -79,7 +83,7 @@ def _pseudolabel(args: argparse.Namespace) -> int:
     from flareseg.cli.messages import one_line_warnings
     from flareseg.training.pseudo_rounds import RoundOptions, pseudolabel_round
 
-    options = RoundOptions(not args.quiet, args.device, args.threads, args.workers)
+    options = RoundOptions(not args.quiet, args.device, args.threads, args.workers, args.scheduler)
     with one_line_warnings():
         report = pseudolabel_round(args.dataset, args.model, args.round, args.overwrite, options=options)
     for case, error in report.failed.items():

@@ -1,11 +1,12 @@
-"""Predict a cohort on Dask: a local cluster of worker processes, or an existing cluster.
+"""Run a cohort on Dask: a local cluster of worker processes, or an existing cluster.
 
-Each worker process loads the model once (:class:`ModelPlugin`, also on a worker that replaces a
-dead one) and runs one case at a time with :func:`flareseg.inference.predict.run_case`, the
-function the in-process loop runs, writing its mask itself (on a cluster of several machines,
-inputs and the output folder must be on a file system they all see). This process keeps the queue,
-largest input first, hands out a case whenever a worker thread is free, and records each result as
-it comes back.
+:func:`run_cohort` runs one function per case (:class:`Job`) with a model each worker process
+loads once (:class:`ModelPlugin`, also on a worker that replaces a dead one), one case at a time
+per worker. :func:`predict_cohort` runs :func:`flareseg.inference.predict.run_case`, the function
+the in-process loop runs, which writes its mask itself; ``flareseg pseudolabel`` runs its
+pseudo-labelling the same way. On a cluster of several machines, inputs and outputs must be on a
+file system they all see. This process keeps the queue, largest input first, hands out a case
+whenever a worker is free, and records each result as it comes back.
 
 A worker that dies mid-case (killed, out of memory, a native crash) has its case started again on
 another worker by the Dask scheduler; a case that has died with ``allowed_failures + 1`` workers
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -24,7 +26,7 @@ import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import dask
 from distributed import Client, Future, LocalCluster, as_completed, get_worker
@@ -36,6 +38,7 @@ from flareseg.errors import InputError
 from flareseg.inference.cases import Case
 from flareseg.inference.manifest import one_line
 from flareseg.inference.outputs import OutputOptions
+from flareseg.inference.model import LoadedModel
 from flareseg.inference.predict import CaseResult, PredictOptions, open_model, run_case
 
 #: Times a case may die with its worker and start again elsewhere before it fails (local clusters).
@@ -100,21 +103,24 @@ def input_bytes(path: Path) -> int:
         return 0
 
 
-def largest_first(pending: Pending) -> list[tuple[Case, CaseResult]]:
-    """``pending`` in the order a cohort hands it out: largest input first, input order among equals."""
-    return sorted(pending, key=lambda item: -input_bytes(Path(item[0].input)))
+def largest_first(jobs: Sequence[Job]) -> list[Job]:
+    """``jobs`` in the order a cohort hands them out: largest input first, input order among equals."""
+    return sorted(jobs, key=lambda job: -input_bytes(Path(job.input)))
 
 
 class ModelPlugin(WorkerPlugin):
-    """Loads the model once per worker process: when registered, and on every worker that joins later
-    (a replacement for one that died). A model that fails to load fails the registration.
+    """Loads a model once per worker process, ``load(threads)``: when registered, and on every worker
+    that joins later (a replacement for one that died). A model that fails to load fails the
+    registration. ``threads`` is the worker's share of the cores on a local cluster, else None.
 
     With ``ignore_interrupt`` (the workers of a local cluster, which share the terminal of the run),
     the worker ignores Ctrl-C: the run stops its cluster itself, without a traceback per worker.
     """
 
-    def __init__(self, options: PredictOptions, ignore_interrupt: bool = False) -> None:
-        self.options = options
+    def __init__(self, load: Callable[[int | None], Any], threads: int | None = None,
+                 ignore_interrupt: bool = False) -> None:
+        self.load = load
+        self.threads = threads
         self.ignore_interrupt = ignore_interrupt
         self.model = None
 
@@ -122,21 +128,32 @@ class ModelPlugin(WorkerPlugin):
         if self.ignore_interrupt and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.lock = threading.Lock()  # one case at a time, whatever the worker's threads
-        self.model = open_model(self.options)
+        self.model = self.load(self.threads)
 
     def teardown(self, worker) -> None:
         self.model = None
 
 
-def predict_on_worker(case: Case, result: CaseResult, plugin: str, options: PredictOptions,
-                      outputs: OutputOptions) -> CaseResult:
-    """The task of one case: :func:`run_case` with the model of this worker's :class:`ModelPlugin`."""
+@dataclass(frozen=True)
+class Job:
+    """One case of a cohort: ``function(model, *args)`` on a worker, with the model its
+    :class:`ModelPlugin` loaded. ``name`` is unique in the run; ``input`` is the scan (its size
+    orders the queue)."""
+
+    name: str
+    input: Path
+    function: Callable[..., Any]
+    args: tuple = ()
+
+
+def run_on_worker(job: Job, plugin: str) -> Any:
+    """The task of one job: its function with this worker's model, one job at a time per worker."""
     worker = get_worker()
     loaded = worker.plugins.get(plugin)
     if getattr(loaded, "model", None) is None:
         raise RuntimeError(f"the model is not loaded on worker {worker.address} (see its log)")
     with loaded.lock:
-        return run_case(case, result, loaded.model, options, outputs, own_process=True)
+        return job.function(loaded.model, *job.args)
 
 
 @contextmanager
@@ -154,101 +171,130 @@ def local_cluster(cluster: ClusterOptions) -> Iterator[LocalCluster]:
             yield local
 
 
-def connect(cluster: ClusterOptions, options: PredictOptions, stack: ExitStack) -> tuple[Client, PredictOptions]:
-    """A client of the cluster (started here when local, closed with ``stack``) and the predict
-    options its workers use: on a local cluster, ``threads`` defaults to the worker's share of cores."""
+def connect(cluster: ClusterOptions, stack: ExitStack) -> tuple[Client, int | None]:
+    """A client of the cluster (started here when local, closed with ``stack``), and the threads a
+    worker's network uses: on a local cluster its share of the cores, on an existing one None."""
     if cluster.scheduler:
         try:
-            return stack.enter_context(Client(cluster.scheduler)), options
+            return stack.enter_context(Client(cluster.scheduler)), None
         except (OSError, TimeoutError) as error:
             raise InputError(f"{cluster.scheduler}: cannot reach the Dask scheduler ({one_line(error)})") from None
     local = stack.enter_context(local_cluster(cluster))
-    client = stack.enter_context(Client(local))
-    return client, dataclasses.replace(options, threads=options.threads or local_shape(cluster).threads)
+    return stack.enter_context(Client(local)), local_shape(cluster).threads
 
 
-def predict_cohort(pending: Pending, options: PredictOptions, outputs: OutputOptions, cluster: ClusterOptions,
-                   on_result: Callable[[CaseResult], None] | None = None, progress: bool = True) -> None:
-    """Predict ``pending`` (from :func:`flareseg.inference.predict.plan_cases`) on a Dask cluster,
-    filling each result in place and calling ``on_result(result)`` as each case ends.
+def run_cohort(jobs: Sequence[Job], load: Callable[[int | None], Any], cluster: ClusterOptions,
+               on_done: Callable[[Job, Any, str], None], progress: dict | None = None) -> None:
+    """Run ``jobs`` on a Dask cluster, largest input first, each worker with the model ``load``
+    gives it (:class:`ModelPlugin`), calling ``on_done(job, outcome, error)`` in this process as
+    each job ends: the function's return value and ``""``, or None and a one-line reason.
+    ``progress``: the arguments of a tqdm progress bar shown once the cluster is reached (None: none).
 
     Raises:
-        InputError: The scheduler cannot be reached, or was lost mid-run (the cases not finished stay
-            ``pending``).
-        FlaresegError: The model does not load on the workers (the error :func:`open_model` raised there).
+        InputError: The scheduler cannot be reached, or was lost mid-run (the jobs not finished
+            are never passed to ``on_done``).
+        FlaresegError: The model does not load on the workers (the error ``load`` raised there).
     """
-    if not pending:
+    from tqdm import tqdm
+
+    if not jobs:
         return
     with ExitStack() as stack:
-        client, options = connect(cluster, options, stack)
+        client, threads = connect(cluster, stack)
         plugin = f"flareseg-model-{uuid.uuid4().hex[:8]}"
         try:
-            client.register_plugin(ModelPlugin(options, ignore_interrupt=not cluster.scheduler), name=plugin)
-            _run_queue(client, largest_first(pending), _Submitter(client, plugin, options, outputs),
-                       on_result, progress)
+            client.register_plugin(ModelPlugin(load, threads, ignore_interrupt=not cluster.scheduler), name=plugin)
+            with tqdm(**{"total": len(jobs), **(progress or {})}, disable=progress is None) as bar:
+                def done(job: Job, outcome: Any, error: str) -> None:
+                    bar.update()
+                    on_done(job, outcome, error)
+
+                _run_queue(client, largest_first(jobs), _Submitter(client, plugin), done)
         finally:
             if cluster.scheduler:  # leave a shared cluster without this run's model
                 with contextlib.suppress(Exception):  # a lost scheduler: the run's own error says so
                     client.unregister_worker_plugin(plugin)
 
 
+def predict_cohort(pending: Pending, options: PredictOptions, outputs: OutputOptions, cluster: ClusterOptions,
+                   on_result: Callable[[CaseResult], None] | None = None, progress: bool = True) -> None:
+    """Predict ``pending`` (from :func:`flareseg.inference.predict.plan_cases`) on a Dask cluster
+    (:func:`run_cohort`) with :func:`run_case`, the function of the in-process loop, filling each
+    result in place and calling ``on_result(result)`` as each case ends; a case whose worker died
+    too often fails with that reason.
+    """
+    def done(job: Job, outcome: CaseResult | None, error: str) -> None:
+        result = job.args[1]
+        if outcome is None:
+            result.status, result.error = "failed", error
+        else:
+            for field in dataclasses.fields(outcome):
+                setattr(result, field.name, getattr(outcome, field.name))
+        if on_result is not None:
+            on_result(result)
+
+    jobs = [Job(case.name, Path(case.input), _predict_job, (case, result, options, outputs))
+            for case, result in pending]
+    run_cohort(jobs, functools.partial(open_model_with, options), cluster, done,
+               {"desc": "predict", "unit": "scan"} if progress else None)
+
+
+def open_model_with(options: PredictOptions, threads: int | None) -> LoadedModel:
+    """:func:`open_model` on a worker: ``threads`` (its share of the cores) unless the options set theirs."""
+    return open_model(dataclasses.replace(options, threads=options.threads or threads))
+
+
+def _predict_job(model: LoadedModel, case: Case, result: CaseResult, options: PredictOptions,
+                 outputs: OutputOptions) -> CaseResult:
+    return run_case(case, result, model, options, outputs, own_process=True)
+
+
 @dataclass
 class _Submitter:
-    """Hands one case to the cluster as a task with a key unique to this run."""
+    """Hands one job to the cluster as a task with a key unique to this run."""
 
     client: Client
     plugin: str
-    options: PredictOptions
-    outputs: OutputOptions
     token: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:8])
 
-    def __call__(self, case: Case, result: CaseResult, priority: int) -> Future:
-        return self.client.submit(predict_on_worker, case, result, self.plugin, self.options, self.outputs,
-                                  key=f"flareseg-predict-{case.name}-{self.token}", priority=priority,
-                                  retries=TASK_RETRIES, pure=False)
+    def __call__(self, job: Job, priority: int) -> Future:
+        return self.client.submit(run_on_worker, job, self.plugin, key=f"flareseg-{job.name}-{self.token}",
+                                  priority=priority, retries=TASK_RETRIES, pure=False)
 
 
-def _run_queue(client: Client, queue: list[tuple[Case, CaseResult]], submit: _Submitter,
-               on_result: Callable[[CaseResult], None] | None, progress: bool) -> None:
-    """Keep every worker thread busy with one case from the front of ``queue`` until all are done."""
-    from tqdm import tqdm
-
-    running: dict[Future, CaseResult] = {}
+def _run_queue(client: Client, queue: list[Job], submit: _Submitter,
+               on_done: Callable[[Job, Any, str], None]) -> None:
+    """Keep every worker busy with one job from the front of ``queue`` until all are done."""
+    running: dict[Future, Job] = {}
     completed = as_completed()
 
     def feed() -> None:
-        slots = max(1, len(client.nthreads()))  # one case per worker process
+        slots = max(1, len(client.nthreads()))  # one job per worker process
         while queue and len(running) < slots:
-            case, result = queue.pop(0)
-            future = submit(case, result, priority=len(queue))
-            running[future] = result
+            job = queue.pop(0)
+            future = submit(job, priority=len(queue))
+            running[future] = job
             completed.add(future)
 
-    with tqdm(total=len(queue), desc="predict", unit="scan", disable=not progress) as bar:
-        feed()
-        for future in completed:
-            result = running.pop(future)
-            _collect(future, result, pending=len(queue) + len(running))
-            feed()  # the freed worker gets its next case before the manifest is written
-            bar.update()
-            if on_result is not None:
-                on_result(result)
+    feed()
+    for future in completed:
+        job = running.pop(future)
+        outcome, error = _outcome(future, job, pending=len(queue) + len(running))
+        feed()  # the freed worker gets its next job before the caller records this one
+        on_done(job, outcome, error)
 
 
-def _collect(future: Future, result: CaseResult, pending: int) -> None:
-    """Copy a finished task's outcome into ``result``: its own, or a one-line failure."""
+def _outcome(future: Future, job: Job, pending: int) -> tuple[Any, str]:
+    """A finished task's ``(return value, "")``, or ``(None, one-line failure)``."""
     try:
-        outcome = future.result()
+        return future.result(), ""
     except KilledWorker as error:
-        result.status, result.error = "failed", killed_reason(error)
+        return None, killed_reason(error)
     except CancelledError:
-        raise InputError(f"the Dask scheduler lost case {result.case} ({pending} more not finished); "
+        raise InputError(f"the Dask scheduler lost case {job.name} ({pending} more not finished); "
                          "run the command again to do the cases still pending") from None
     except Exception as error:  # noqa: BLE001 - one case's failure must not end the cohort
-        result.status, result.error = "failed", one_line(f"{type(error).__name__}: {error}")
-    else:
-        for field in dataclasses.fields(outcome):
-            setattr(result, field.name, getattr(outcome, field.name))
+        return None, one_line(f"{type(error).__name__}: {error}")
 
 
 def killed_reason(error: KilledWorker) -> str:

@@ -15,16 +15,16 @@ Each finished case records (flareseg's extension) how unsure the teacher was of 
 teacher with that class of the entropy of the teacher's softmax (:func:`class_entropy`). Rounds
 written before it have no ``entropy``.
 
-With ``workers`` > 1, cases are predicted in that many worker processes (spawned; each loads the
-teacher once and writes its cases' files); the parent alone writes ``provenance.json``, as each
-case finishes.
+With ``workers`` > 1 or a ``scheduler``, cases are predicted on Dask as ``flareseg predict``'s
+cohorts are (:func:`flareseg.inference.cohort.run_cohort`: each worker process loads the teacher
+once and writes its cases' files, a case whose worker dies is started again elsewhere); this
+process alone writes ``provenance.json``, as each case finishes.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -147,17 +147,20 @@ class RoundOptions:
     Attributes:
         progress: A progress bar.
         device: Where the teacher runs.
-        threads: CPU threads for the network (default: the library's choice); with ``workers`` > 1,
-            per worker (default: the CPU cores // ``workers``).
-        workers: Worker processes that predict cases (1: in this process). Each loads the teacher
-            once and writes its cases' files; only this process writes ``provenance.json``, as each
-            case finishes, so an interrupted round (Ctrl-C ends the workers) keeps what finished.
+        threads: CPU threads for the network (default: the library's choice); on Dask, per worker
+            (default: the CPU cores // ``workers`` on a local cluster).
+        workers: Worker processes of a local Dask cluster that predict the cases (1: in this
+            process). Each loads the teacher once and writes its cases' files; only this process
+            writes ``provenance.json``, as each case finishes, so an interrupted round (Ctrl-C
+            ends the cluster) keeps what finished.
+        scheduler: Address of a running Dask scheduler to predict on instead (``workers`` ignored).
     """
 
     progress: bool = True
     device: str = "cpu"
     threads: int | None = None
     workers: int = 1
+    scheduler: str | None = None
 
 
 def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int | None = None,
@@ -180,8 +183,9 @@ def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int 
     progress, device, threads, workers = options.progress, options.device, options.threads, options.workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    on_dask = bool(options.scheduler) or workers > 1
     dataset = Path(dataset)
-    model = _parent_teacher(teacher_dir, device, threads, workers)
+    model = _parent_teacher(teacher_dir, device, threads, on_dask)
     cases = pseudo_cases(dataset, model.recipe.class_ids)
     if not cases:
         raise InputError(f"{dataset}: every case annotates every class of the teacher; nothing to pseudo-label")
@@ -193,15 +197,21 @@ def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int 
     provenance = _start_round(folder, number, teacher_dir, key, overwrite, model.recipe.class_ids)
     report = RoundReport(folder, number)
     todo = _cases_to_do(cases, folder, load_spec(dataset).file_ending, provenance, report)
-    with tqdm(total=len(cases), initial=len(report.kept), desc=f"pseudo-labels, round {number}", unit="case",
-              disable=not progress) as bar:
-        record = functools.partial(_record, provenance, report, bar)
-        if workers == 1:
+    bar = {"desc": f"pseudo-labels, round {number}", "unit": "case", "total": len(cases), "initial": len(report.kept)}
+    if not on_dask:
+        with tqdm(**bar, disable=not progress) as shown:
             for case, path in todo:
-                record(label_case(case, model, path))
-        else:
-            threads = threads or max(1, _cores() // workers)
-            _run_workers(todo, _WorkerTask(str(Path(teacher_dir).resolve()), device, threads), workers, record)
+                _record(provenance, report, label_case(case, model, path))
+                shown.update()
+    elif todo:
+        from flareseg.inference.cohort import ClusterOptions, Job, run_cohort
+
+        jobs = [Job(case.case_id, case.image, _label_job, (case, path)) for case, path in todo]
+        load = functools.partial(_load_teacher, str(Path(teacher_dir).resolve()), device, threads)
+        def done(job, outcome: CaseOutcome | None, error: str) -> None:
+            _record(provenance, report, outcome or CaseOutcome(job.name, error=error))
+
+        run_cohort(jobs, load, ClusterOptions(workers, options.scheduler), done, bar if progress else None)
     return report
 
 
@@ -219,14 +229,25 @@ def label_case(case: Case, model, path: Path) -> CaseOutcome:
         "entropy": {str(c): round(value, 6) for c, value in sorted(entropy.items())}})
 
 
-def _parent_teacher(teacher_dir, device: str, threads: int | None, workers: int):
-    """The teacher as this process needs it: loaded to predict when it predicts itself (one
-    worker), else its recipe only (its classes and key; the workers load the networks)."""
+def _parent_teacher(teacher_dir, device: str, threads: int | None, on_dask: bool):
+    """The teacher as this process needs it: loaded to predict when it predicts itself, else its
+    recipe only (its classes and key; the Dask workers load the networks)."""
     from flareseg.inference.model import LoadedModel, load_model, read_recipe
 
-    if workers == 1:
+    if not on_dask:
         return load_model(teacher_dir, device=device, threads=threads)
     return LoadedModel(Path(teacher_dir), read_recipe(Path(teacher_dir)), {}, "none")
+
+
+def _load_teacher(teacher_dir: str, device: str, threads: int | None, share: int | None):
+    """The teacher on a Dask worker: ``threads``, else the worker's ``share`` of the cores."""
+    from flareseg.inference.model import load_model
+
+    return load_model(teacher_dir, device=device, threads=threads or share)
+
+
+def _label_job(model, case: Case, path: Path) -> CaseOutcome:
+    return label_case(case, model, path)
 
 
 def _cases_to_do(cases: list[Case], folder: Path, ending: str, provenance: dict,
@@ -244,92 +265,17 @@ def _cases_to_do(cases: list[Case], folder: Path, ending: str, provenance: dict,
     return todo
 
 
-def _record(provenance: dict, report: RoundReport, bar, outcome: CaseOutcome) -> None:
+def _record(provenance: dict, report: RoundReport, outcome: CaseOutcome) -> None:
     """Record a finished case: in ``provenance.json`` (rewritten whole, atomically) when written,
     else in ``report.failed``."""
     from flareseg.io.atomic import atomic_write_text
 
-    bar.update()
     if outcome.entry is None:
         report.failed[outcome.case_id] = outcome.error
         return
     provenance["cases"][outcome.case_id] = outcome.entry
     atomic_write_text(report.folder / PROVENANCE, json.dumps(provenance, indent=1) + "\n")
     report.done.append(outcome.case_id)
-
-
-def _cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class _WorkerTask:
-    """What a worker process runs per case (picklable): :func:`label_case` with the teacher it
-    loads once (:func:`_worker_teacher`)."""
-
-    teacher_dir: str
-    device: str
-    threads: int
-
-    def __call__(self, case: Case, path: Path) -> CaseOutcome:
-        return label_case(case, _worker_teacher(self.teacher_dir, self.device, self.threads), path)
-
-
-@functools.lru_cache(maxsize=1)
-def _worker_teacher(teacher_dir: str, device: str, threads: int):
-    """The teacher of a worker process, loaded on its first case and kept for the next ones."""
-    from flareseg.inference.model import load_model
-
-    return load_model(teacher_dir, device=device, threads=threads)
-
-
-def _ignore_interrupts() -> None:
-    """A worker leaves Ctrl-C to the parent, which ends it (:func:`_stop_workers`)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _run_workers(todo: list[tuple[Case, Path]], task: _WorkerTask, workers: int, record) -> None:
-    """Run ``task`` on each case in ``workers`` spawned processes, calling ``record`` with each
-    :class:`CaseOutcome` in this process as it arrives. A worker that dies fails its case and those
-    not finished; an interruption (Ctrl-C) or an unexpected error ends the workers at once."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    if not todo:
-        return
-    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_interrupts)
-    try:
-        futures = {pool.submit(task, case, path): case.case_id for case, path in todo}
-        for future in as_completed(futures):
-            try:
-                outcome = future.result()
-            except RuntimeError as error:  # BrokenProcessPool: a worker died (killed, out of memory)
-                outcome = CaseOutcome(futures[future], error=f"worker process ended: {error}")
-            record(outcome)
-    except BaseException:
-        _stop_workers(pool)
-        raise
-    pool.shutdown()
-
-
-def _stop_workers(pool) -> None:
-    """Cancel the cases not started and end the worker processes now (their cases stay unrecorded)."""
-    if hasattr(pool, "terminate_workers"):  # Python 3.14
-        pool.terminate_workers()
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before 3.14
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join(timeout=10)
 
 
 def _default_round(dataset: Path, key: str, root: Path | None) -> int:
