@@ -87,3 +87,31 @@ def test_qc_flags_exactly_the_planted_failures(folders):
         ("ct", "spleen", "order:liver_spleen_left_right"),
     }
     assert before - after == set()
+
+
+def test_components_before_postprocessing_are_those_of_the_uncleaned_prediction(folders, data_dir, tmp_path):
+    """qc.csv's count is the one recorded by predict; counted here with cc3d on the same prediction
+    made without the clean-up, and kept when a rerun skips the finished masks."""
+    import json
+
+    import cc3d
+
+    predicted, _ = folders
+    scans = [data_dir / "ts_example" / "example_ct.nii.gz",
+             data_dir / "tcia_pancreatic_ct_cbct_seg_cb001" / "ct.nii.gz"]
+    raw = tmp_path / "raw"
+    assert main(["predict", "-i", *map(str, scans), "-o", str(raw), "--no-postprocess", "--quiet"]) == 0
+    assert main(["predict", "-i", *map(str, scans), "-o", str(predicted), "--quiet"]) == 0  # a rerun: both skipped
+    summary = json.loads((predicted / "summary.json").read_text())
+    assert summary["skipped"] == 2 and all(case["components_before_postprocessing"] for case in summary["cases"])
+    assert main(["qc", str(predicted)]) == 0
+    with open(predicted / "qc.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["present"] == "True"]
+    fragmented = 0
+    for row in rows:
+        labels = read_volume(raw / f"{row['case']}.nii.gz").array
+        _, expected = cc3d.connected_components(labels == int(row["class_id"]), connectivity=26, return_N=True)
+        assert int(row["components_before_postprocessing"]) == expected, row["organ"]
+        assert row["components"] == "1"
+        fragmented += expected > 1
+    assert fragmented  # the cleaning had something to remove on these real scans

@@ -137,6 +137,7 @@ def _predict_many(cases, args: argparse.Namespace, options: PredictOptions, outp
     writer = ManifestWriter(manifest, report.results)
     try:
         pending = plan_cases(cases, args.output, outputs, report, failed_before)
+        _keep_recorded_components(report.results, args.output / "summary.json")
         writer.write(force=True)
         _run_pending(pending, args, options, outputs, lambda _: writer.write())
     finally:
@@ -157,6 +158,21 @@ def _predict_many(cases, args: argparse.Namespace, options: PredictOptions, outp
         print(f"{report.count('done')} mask(s) written to {args.output}, {report.count('skipped')} already there, "
               f"{failed}; manifest in {manifest}, summary in {args.output / 'summary.json'}")
     return 1 if report.failed else 0
+
+
+def _keep_recorded_components(results, summary: Path) -> None:
+    """A mask kept from an earlier run keeps the components before post-processing that run
+    recorded in ``summary.json`` for the same case and input."""
+    import json
+
+    try:
+        earlier = {(entry["case"], entry["input"]): entry.get("components_before_postprocessing")
+                   for entry in json.loads(summary.read_text(encoding="utf-8"))["cases"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for result in results:
+        if result.status == "skipped" and isinstance(earlier.get((result.case, result.input)), dict):
+            result.components_before_postprocessing = earlier[(result.case, result.input)]
 
 
 def _run_pending(pending, args: argparse.Namespace, options: PredictOptions, outputs: OutputOptions,

@@ -30,7 +30,7 @@ import numpy as np
 from flareseg.inference.inferers import infer, stage_image
 from flareseg.inference.model import LoadedModel
 from flareseg.inference.neighbourhood import search_box, union
-from flareseg.postprocessing.components import keep_largest_components
+from flareseg.postprocessing.components import count_components, keep_largest_components
 from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
 from flareseg.preprocessing.intensity import intensity_map
 from flareseg.preprocessing.resample import resize
@@ -237,7 +237,7 @@ def label_boxes(labels: np.ndarray) -> dict[int, Box]:
 
 def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postprocess: bool = True,
                       second_chance: bool = True, fine_boundaries: bool = False,
-                      entropy: np.ndarray | None = None) -> np.ndarray:
+                      entropy: np.ndarray | None = None, components: dict[int, int] | None = None) -> np.ndarray:
     """Segment a canonical HU array ``[z, y, x]``; returns FLARE ids, uint8, the same shape.
 
     Fine stages' labels come back to the scan's grid by nearest neighbour, or, with
@@ -256,6 +256,10 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
     for the classes no fine stage refines), and carried to the scan's voxels by nearest neighbour,
     as the labels are (also with ``fine_boundaries``). Other voxels are left as they were. The labels
     do not change.
+
+    ``components`` (None, the default, costs nothing), when given, receives class id -> the number of
+    26-connected components of the class in the result before the post-processing (the mask as
+    written when there is none), for each class present.
     """
     recipe = model.recipe
     first, fine_stages = recipe.stages[0], recipe.stages[1:]
@@ -288,7 +292,9 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
                 paste(entropy, box, resize(softmax_entropy(logits), box.shape, order=0), where=pasted)
             found.update(_record_boxes(boxes_so_far, np.where(pasted, patch, 0), box))
     if postprocess:
-        keep_largest_components(out, recipe.class_ids)
+        keep_largest_components(out, recipe.class_ids, counts=components)
+    elif components is not None:
+        components.update(count_components(out))
     return out
 
 

@@ -27,6 +27,7 @@ from flareseg.inference.outputs import (
 from flareseg.io import Volume, read_ct, write_labelmap
 from flareseg.io.atomic import output_folder
 from flareseg.io.write import write_suffix
+from flareseg.labels import label_name
 from flareseg.preprocessing.orientation import to_canonical
 
 
@@ -65,11 +66,13 @@ def open_model(options: PredictOptions) -> LoadedModel:
 
 
 def segment(ct: Volume, model: LoadedModel, postprocess: bool = True, second_chance: bool = True,
-            fine_boundaries: bool = False) -> Volume:
-    """Segment a CT volume; the label map (uint8 FLARE ids) has the CT's exact geometry."""
+            fine_boundaries: bool = False, components: dict[int, int] | None = None) -> Volume:
+    """Segment a CT volume; the label map (uint8 FLARE ids) has the CT's exact geometry.
+    ``components``, when given, receives class id -> connected components before the
+    post-processing (:func:`flareseg.inference.cascade.segment_canonical`)."""
     canonical, reorientation = to_canonical(ct)
     labels = segment_canonical(canonical.array, canonical.geometry.spacing_zyx_mm, model, postprocess, second_chance,
-                               fine_boundaries)
+                               fine_boundaries, components=components)
     return Volume(reorientation.invert(labels), ct.geometry)
 
 
@@ -118,7 +121,9 @@ def predict(input: str | os.PathLike, output: str | os.PathLike | None = None,
 class CaseResult:
     """Outcome of one scan of a run: ``status`` is ``done``, ``skipped`` (its mask existed), ``failed``
     or ``pending`` (not finished yet); ``peak_memory_mb`` is the peak resident memory (MB) of the
-    process that ran it, while it ran it (None when unknown or not run)."""
+    process that ran it, while it ran it (None when unknown or not run); ``components_before_postprocessing``
+    is organ name -> its 26-connected components in the prediction before the post-processing kept
+    the largest (None when not run; what ``flareseg qc`` reports beside the mask's own count)."""
 
     case: str
     input: str
@@ -129,6 +134,7 @@ class CaseResult:
     acquisition: int | None = None
     statistics: dict | None = None
     peak_memory_mb: float | None = None
+    components_before_postprocessing: dict[str, int] | None = None
 
 
 @dataclass
@@ -231,8 +237,11 @@ def run_case(case: Case, result: CaseResult, model: LoadedModel, options: Predic
     """
     start = time.perf_counter()
     memory = PeakMemory(reset=own_process)
+    components: dict[int, int] = {}
     try:
-        result.statistics = predict_case(case, Path(result.output), model, options, outputs, statistics_file=False)
+        result.statistics = predict_case(case, Path(result.output), model, options, outputs, statistics_file=False,
+                                         components=components)
+        result.components_before_postprocessing = {label_name(c): n for c, n in sorted(components.items())}
     except (FlaresegError, OSError, RuntimeError, ValueError) as error:
         result.status, result.error = "failed", str(error)
     except Exception as error:  # noqa: BLE001 - an unforeseen failure of one scan must not end the run
@@ -279,11 +288,12 @@ class PeakMemory:
 
 
 def predict_case(case: Case, path: Path, model: LoadedModel, options: PredictOptions, outputs: OutputOptions,
-                 statistics_file: bool = True) -> dict | None:
-    """Segment one scan and write its mask (and extras) to ``path``; returns its statistics if asked for."""
+                 statistics_file: bool = True, components: dict[int, int] | None = None) -> dict | None:
+    """Segment one scan and write its mask (and extras) to ``path``; returns its statistics if asked for.
+    ``components`` receives the components per class before the post-processing, as :func:`segment` says."""
     check_mask_path(path, outputs.output_type, case.input)
     check_dicom_source(case.input, outputs.output_type, case.acquisition)
     ct = read_ct(case.input, case.acquisition, options.force)
-    mask = segment(ct, model, options.postprocess, options.second_chance, options.fine_boundaries)
+    mask = segment(ct, model, options.postprocess, options.second_chance, options.fine_boundaries, components)
     write_mask(mask, case.input, path, outputs.output_type, case.acquisition)
     return write_extras(ct, mask, path, outputs, statistics_file)

@@ -9,7 +9,8 @@ from flareseg.labels import LESION
 from flareseg.preprocessing.crop import bounding_box
 
 
-def keep_largest_components(labels: np.ndarray, class_ids, lesion_min_voxels: int = 10) -> np.ndarray:
+def keep_largest_components(labels: np.ndarray, class_ids, lesion_min_voxels: int = 10,
+                            counts: dict[int, int] | None = None) -> np.ndarray:
     """Keep the largest 26-connected component of each organ; lesions keep every component
     of at least ``lesion_min_voxels`` voxels. Works in place on ``labels`` and returns it.
 
@@ -20,17 +21,16 @@ def keep_largest_components(labels: np.ndarray, class_ids, lesion_min_voxels: in
         labels: Label map ``[z, y, x]``, uint8.
         class_ids: Classes to clean (others are left as they are).
         lesion_min_voxels: Smallest lesion component kept.
+        counts: When given, receives class id -> its number of components before the clean-up,
+            for every class present (cleaned or not).
     """
-    box = bounding_box(labels)
-    if box is None:
+    found = _components(labels)
+    if found is None:
         return labels
-    region = labels[box.slices]
-    components, count = cc3d.connected_components(region, connectivity=26, return_N=True)
-    flat = components.ravel()
-    sizes = np.bincount(flat, minlength=count + 1)
-    owner = np.zeros(count + 1, dtype=labels.dtype)
-    owner[flat] = region.ravel()
-    keep = np.ones(count + 1, dtype=bool)
+    region, components, sizes, owner = found
+    if counts is not None:
+        counts.update(_per_class(owner))
+    keep = np.ones(sizes.size, dtype=bool)
     for class_id in class_ids:
         members = np.flatnonzero(owner == class_id)
         members = members[members > 0]
@@ -44,3 +44,30 @@ def keep_largest_components(labels: np.ndarray, class_ids, lesion_min_voxels: in
     if not keep.all():
         region[~keep[components]] = 0
     return labels
+
+
+def count_components(labels: np.ndarray) -> dict[int, int]:
+    """Class id -> number of 26-connected components, for every class present in ``labels``."""
+    found = _components(labels)
+    return {} if found is None else _per_class(found[3])
+
+
+def _components(labels: np.ndarray):
+    """``(region, components, sizes, owner)`` over the foreground's bounding box: the region (a
+    view of ``labels``), its 26-connected components (multi-label), each component's voxel count
+    and its class (index 0: background); None when there is no foreground."""
+    box = bounding_box(labels)
+    if box is None:
+        return None
+    region = labels[box.slices]
+    components, count = cc3d.connected_components(region, connectivity=26, return_N=True)
+    flat = components.ravel()
+    sizes = np.bincount(flat, minlength=count + 1)
+    owner = np.zeros(count + 1, dtype=labels.dtype)
+    owner[flat] = region.ravel()
+    return region, components, sizes, owner
+
+
+def _per_class(owner: np.ndarray) -> dict[int, int]:
+    classes, numbers = np.unique(owner[1:], return_counts=True)
+    return {int(c): int(n) for c, n in zip(classes, numbers) if c}

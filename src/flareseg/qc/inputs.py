@@ -5,7 +5,8 @@ and the scans listed in its ``OUT/summary.json`` (a listed scan whose mask is mi
 failed, gets a row with an error). The CT of a case is, in this order: the scan of the same case
 name among ``--images`` (a folder of CTs or a ``.txt`` list, named as ``flareseg predict`` names its
 outputs: ``CASE_0000.nii.gz`` -> ``CASE``), else the ``input`` that ``summary.json`` records (a
-relative path is taken from the current folder, as ``flareseg predict`` was given it).
+relative path is taken from the current folder, as ``flareseg predict`` was given it). The
+components of each organ before post-processing also come from ``summary.json``, where recorded.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class QCInput:
         ct: The CT file or DICOM folder; None when none is known.
         acquisition: Acquisition of a DICOM series that holds several (as ``flareseg predict`` recorded).
         note: Why the mask or CT is unknown (e.g. ``predict failed: ...``), else ``""``.
+        components_before_postprocessing: Organ name -> its connected components in the prediction
+            before the post-processing, as ``flareseg predict`` recorded them; None when not recorded.
     """
 
     case: str
@@ -40,6 +43,7 @@ class QCInput:
     ct: Path | None
     acquisition: int | None = None
     note: str = ""
+    components_before_postprocessing: dict[str, int] | None = None
 
 
 def mask_files(out_dir: Path) -> dict[str, Path]:
@@ -99,7 +103,8 @@ def qc_inputs(out_dir: Path, images: Sequence[Path] = ()) -> list[QCInput]:
             ct, acquisition = Path(entry["input"]), entry.get("acquisition")
         else:
             ct, acquisition = None, None
-        items.append(QCInput(case, mask, ct, acquisition, note))
+        raw = entry.get("components_before_postprocessing")
+        items.append(QCInput(case, mask, ct, acquisition, note, raw if isinstance(raw, dict) else None))
     if not items:
         raise InputError(f"{out_dir}: no masks (.nii.gz, .nii, .nrrd, .mha) and no {SUMMARY_NAME}")
     return items

@@ -26,7 +26,8 @@ from flareseg.qc.ranges import volume_range
 
 #: Columns of ``qc.csv``, in order (see ``docs/qc.md``).
 CSV_COLUMNS = (
-    "case", "organ", "class_id", "present", "voxels", "volume_ml", "components", "hu_mean",
+    "case", "organ", "class_id", "present", "voxels", "volume_ml", "components", "components_before_postprocessing",
+    "hu_mean",
     "centroid_l_mm", "centroid_p_mm", "centroid_s_mm", "s_min_mm", "s_max_mm", "touches_border", "border_faces",
     "scan_s_min_mm", "scan_s_max_mm", "range_low_ml", "range_high_ml",
     "flag_missing", "flag_volume", "flag_order", "flags", "n_flags", "mask", "ct", "error",
@@ -47,6 +48,7 @@ class CaseQC:
         flags: The findings (:mod:`flareseg.qc.flags`).
         error: What could not be read (mask or CT), one line; ``""`` when all was read.
         views: Axial and coronal slices for the figure (:func:`flareseg.qc.figure.case_views`), flagged cases only.
+        components_before_postprocessing: As :class:`QCInput` has it (None: not recorded).
     """
 
     case: str
@@ -57,6 +59,7 @@ class CaseQC:
     flags: list[Flag] = field(default_factory=list)
     error: str = ""
     views: list = field(default_factory=list)
+    components_before_postprocessing: dict[str, int] | None = None
 
 
 def read_label_map(path: Path) -> Volume:
@@ -89,7 +92,8 @@ def qc_case(item: QCInput) -> CaseQC:
     """Measure and flag one case (see the module docstring for what an unreadable file gives)."""
     from flareseg.qc.figure import case_views
 
-    result = CaseQC(item.case, str(item.mask or ""), str(item.ct or ""))
+    result = CaseQC(item.case, str(item.mask or ""), str(item.ct or ""),
+                    components_before_postprocessing=item.components_before_postprocessing)
     if item.mask is None or not item.mask.exists():
         result.error = f"mask missing ({item.note})" if item.note else "mask missing"
         return result
@@ -119,10 +123,11 @@ def organ_row(result: CaseQC, measure: OrganMeasures) -> dict:
     centroid = measure.centroid_lps_mm or (None, None, None)
     low_s, high_s = measure.s_range_mm or (None, None)
     plausible = volume_range(measure.name)
-    extent = result.extent
+    extent, raw = result.extent, result.components_before_postprocessing
     return {
         "case": result.case, "organ": measure.name, "class_id": measure.class_id, "present": measure.present,
         "voxels": measure.voxels, "volume_ml": round(measure.volume_ml, 3), "components": measure.components,
+        "components_before_postprocessing": "" if raw is None else raw.get(measure.name, 0),
         "hu_mean": _rounded(measure.hu_mean, 1),
         **{f"centroid_{axis}_mm": _rounded(value, 1) for axis, value in zip("lps", centroid)},
         "s_min_mm": _rounded(low_s, 1), "s_max_mm": _rounded(high_s, 1),
