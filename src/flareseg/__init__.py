@@ -1,11 +1,20 @@
 """flareseg: fast, low-resource segmentation of the 13 FLARE abdominal organs in CT."""
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("flareseg")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+
+def __getattr__(name: str):
+    """``__version__``, read from the installed package's metadata on first use (importing
+    ``importlib.metadata`` costs about 35 ms that a prediction does not need)."""
+    if name != "__version__":
+        raise AttributeError(f"module 'flareseg' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("flareseg")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        found = "0.0.0"
+    globals()["__version__"] = found
+    return found
 
 
 def predict(input, output=None, model_dir=None, **options):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flareseg import __version__
 from flareseg.cli import (
     benchmark_cmd,
     dataset_cmd,
@@ -24,13 +23,26 @@ COMMAND_MODULES = (image_cmd, dataset_cmd, train_cmd, pseudolabel_cmd, predict_c
                    qc_cmd)
 
 
+class VersionAction(argparse.Action):
+    """``--version``: prints the version, read only when asked for (see ``flareseg.__version__``)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show flareseg's version and exit"):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from flareseg import __version__
+
+        parser.exit(message=f"flareseg {__version__}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flareseg",
         description="Fast, low-resource segmentation of the 13 FLARE abdominal organs in CT "
         "(the bundled model segments no lesions; the FLARE lesion class 14 is supported in training and evaluation).",
     )
-    parser.add_argument("--version", action="version", version=f"flareseg {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.add_parsers(subparsers)

@@ -62,10 +62,19 @@ def _components(labels: np.ndarray):
     region = labels[box.slices]
     components, count = cc3d.connected_components(region, connectivity=26, return_N=True)
     flat = components.ravel()
-    sizes = np.bincount(flat, minlength=count + 1)
+    sizes = _bincount(flat, count + 1)
     owner = np.zeros(count + 1, dtype=labels.dtype)
     owner[flat] = region.ravel()
     return region, components, sizes, owner
+
+
+def _bincount(values: np.ndarray, length: int, chunk: int = 1 << 20) -> np.ndarray:
+    """``np.bincount(values, minlength=length)`` a chunk at a time: bincount converts its input to
+    int64, and a chunk's copy stays in cache (half the time on a 512x512x109 mask)."""
+    counts = np.zeros(length, np.int64)
+    for start in range(0, values.size, chunk):
+        counts += np.bincount(values[start:start + chunk], minlength=length)
+    return counts
 
 
 def _per_class(owner: np.ndarray) -> dict[int, int]:
