@@ -33,7 +33,8 @@ class VersionAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from flareseg import __version__
 
-        parser.exit(message=f"flareseg {__version__}\n")
+        print(f"flareseg {__version__}")  # on stdout, as argparse's own version action prints
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
