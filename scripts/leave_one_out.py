@@ -59,7 +59,7 @@ def make_fold(root: Path, held_out: str, out: Path) -> Path:
 
 
 def take_option(args: list[str], option: str) -> tuple[list[str], list[str]]:
-    """``(args without option, its values in order)`` for an option given as ``option VALUE``."""
+    """``(args without option, its values in order)`` for an option given as ``option VALUE`` or ``option=VALUE``."""
     rest, values = [], []
     items = iter(args)
     for item in items:
@@ -68,6 +68,8 @@ def take_option(args: list[str], option: str) -> tuple[list[str], list[str]]:
             if value is None:
                 sys.exit(f"{option} needs a value")
             values.append(value)
+        elif item.startswith(option + "="):
+            values.append(item[len(option) + 1:])
         else:
             rest.append(item)
     return rest, values

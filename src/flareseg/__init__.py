@@ -1,7 +1,6 @@
 """flareseg: fast, low-resource segmentation of the 13 FLARE abdominal organs in CT."""
 
 
-
 def __getattr__(name: str):
     """``__version__``, read from the installed package's metadata on first use (importing
     ``importlib.metadata`` costs about 35 ms that a prediction does not need)."""

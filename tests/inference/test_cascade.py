@@ -66,6 +66,34 @@ def test_group_stage_refines_inside_the_coarse_box_with_its_margin():
     assert gallbladder.min(0).tolist() == [24, 36, 48] and (gallbladder.max(0) + 1).tolist() == [28, 42, 56]
 
 
+def test_components_before_the_clean_up_are_counted_on_the_result_whatever_the_stages():
+    """The stand-in coarse stage predicts the liver in two pieces (a block and a stray voxel) and the
+    gallbladder in one (:func:`_coarse_runner`); a second gallbladder piece is added for the second
+    case. Alone, or with a fine stage for the liver only, the counts are those of what was predicted,
+    and without the clean-up every piece stays in the result."""
+    hu = np.zeros((32, 32, 32), np.int16)
+    single = LoadedModel(None, _recipe([COARSE]), {"coarse": _coarse_runner}, "test")
+    for postprocess, liver_voxels in ((True, 4 * 8 * 4 * 8), (False, 4 * 8 * 4 * 8 + 8)):
+        counts = {}
+        out = segment_canonical(hu, (1.0, 1.0, 1.0), single, postprocess=postprocess, components=counts)
+        assert counts == {1: 2, 9: 1} and np.count_nonzero(out == 1) == liver_voxels
+
+    def two_gallbladders(x):
+        logits = _coarse_runner(x)
+        logits[0, 3, 0, 15, 15] = 5
+        return logits
+
+    def fine(x):
+        return np.stack([np.zeros(x.shape[2:]), np.ones(x.shape[2:])])[None].astype(np.float32)  # all liver
+
+    stages = [COARSE, {"name": "large", "labels": [1], "size_zyx": [8, 8, 8], "crop": "group", "margin_mm": 0}]
+    cascade = LoadedModel(None, _recipe(stages), {"coarse": two_gallbladders, "large": fine}, "test")
+    for postprocess, gallbladder_voxels in ((True, 4 * 4 * 4), (False, 4 * 4 * 4 + 2 * 2 * 2)):  # 8 and 1 coarse voxels
+        counts = {}
+        out = segment_canonical(hu, (1.0, 1.0, 1.0), cascade, postprocess=postprocess, components=counts)
+        assert counts == {1: 1, 9: 2} and np.count_nonzero(out == 9) == gallbladder_voxels
+
+
 def test_entropy_in_nats_by_hand():
     # uniform over K channels: log K; one-hot: 0; (1/4, 3/4): -(1/4 ln 1/4 + 3/4 ln 3/4)
     p = np.zeros((4, 1, 1, 4), np.float32)

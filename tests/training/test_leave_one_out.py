@@ -57,7 +57,7 @@ def test_rules_go_to_the_evaluation_and_the_rest_to_training():
 
 def test_case_options_choose_the_folds_and_their_order():
     script = _script()
-    assert script.take_option(["--case", "b", "--epochs", "1", "--case", "a"], "--case") == (["--epochs", "1"], ["b", "a"])
+    assert script.take_option(["--case", "b", "--epochs", "1", "--case=a"], "--case") == (["--epochs", "1"], ["b", "a"])
     assert script.held_out_cases(["a", "b", "c"], ["c", "a", "c"]) == ["c", "a"]
     assert script.held_out_cases(["a", "b"], []) == ["a", "b"]
     with pytest.raises(SystemExit, match="--case z: not a labelled case"):

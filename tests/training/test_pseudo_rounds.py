@@ -157,3 +157,22 @@ def test_dask_workers_write_the_same_round_as_one_process(tmp_path, data_dir):
         for other in others:
             assert first.geometry.matches(other.geometry) and np.array_equal(first.array, other.array)
     assert sorted(path.name for path in reports["workers"].folder.iterdir()) == ["full.nii.gz", PROVENANCE, "sm.nii.gz"]
+
+
+def test_one_case_left_is_labelled_in_this_process_without_starting_dask(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    root = tmp_path / "Dataset"
+    (root / "imagesUnlabelledTr").mkdir(parents=True)
+    shutil.copy(data_dir / "ts_example" / "example_ct_sm.nii.gz", root / "imagesUnlabelledTr" / "sm_0000.nii.gz")
+    spec = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1}, "numTraining": 0,
+            "file_ending": ".nii.gz", "unlabelled": ["sm"]}
+    (root / "dataset.json").write_text(json.dumps(spec))
+    script = ("import sys\nfrom flareseg.cli.main import main\n"
+              f"code = main(['pseudolabel', '--dataset', {str(root)!r}, '-m', {str(default_model_dir())!r}, "
+              "'--workers', '4', '--threads', '1', '--quiet'])\n"
+              "print(code, 'distributed' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["0", "False"], done.stderr
+    assert (root / "pseudoLabelsTr" / "round1" / "sm.nii.gz").is_file()

@@ -267,11 +267,12 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
     refined = {label for stage in fine_stages for label in stage.labels}
     leftover = [label for label in first.labels if label not in refined]
     coarse, coarse_entropy = _coarse_stage(model, first, hu, spacing_zyx_mm, entropy is not None and bool(leftover))
-    if fine_stages or postprocess:
-        keep_largest_components(coarse, channel_ids(first)[1:])  # stray voxels would stretch the crop boxes
+    as_predicted = coarse.copy() if fine_stages and leftover else coarse
+    if fine_stages:  # stray voxels would stretch the crop boxes; the result is cleaned on its own grid below
+        keep_largest_components(coarse, channel_ids(first)[1:])
     out = np.zeros(hu.shape, np.uint8)
-    if leftover:  # classes no fine stage refines come straight from the coarse stage
-        full = resize(coarse, hu.shape, order=0)
+    if leftover:  # classes no fine stage refines come straight from the coarse stage, as it predicted them
+        full = resize(as_predicted, hu.shape, order=0)
         selected = np.isin(full, leftover)
         out[selected] = full[selected]
         if entropy is not None:

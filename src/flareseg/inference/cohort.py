@@ -187,7 +187,8 @@ def run_cohort(jobs: Sequence[Job], load: Callable[[int | None], Any], cluster: 
                on_done: Callable[[Job, Any, str], None], progress: dict | None = None) -> None:
     """Run ``jobs`` on a Dask cluster, largest input first, each worker with the model ``load``
     gives it (:class:`ModelPlugin`), calling ``on_done(job, outcome, error)`` in this process as
-    each job ends: the function's return value and ``""``, or None and a one-line reason.
+    each job ends: the function's return value and ``""``, or None and a one-line reason (a
+    non-empty ``error`` is what marks a failure). A local cluster starts no more workers than jobs.
     ``progress``: the arguments of a tqdm progress bar shown once the cluster is reached (None: none).
 
     Raises:
@@ -199,6 +200,8 @@ def run_cohort(jobs: Sequence[Job], load: Callable[[int | None], Any], cluster: 
 
     if not jobs:
         return
+    if not cluster.scheduler:  # no idle local workers, each holding a model
+        cluster = dataclasses.replace(cluster, workers=min(cluster.workers, len(jobs)))
     with ExitStack() as stack:
         client, threads = connect(cluster, stack)
         plugin = f"flareseg-model-{uuid.uuid4().hex[:8]}"
@@ -222,10 +225,14 @@ def predict_cohort(pending: Pending, options: PredictOptions, outputs: OutputOpt
     (:func:`run_cohort`) with :func:`run_case`, the function of the in-process loop, filling each
     result in place and calling ``on_result(result)`` as each case ends; a case whose worker died
     too often fails with that reason.
+
+    Raises:
+        InputError: The scheduler cannot be reached, or was lost mid-run.
+        FlaresegError: The model does not load on the workers.
     """
     def done(job: Job, outcome: CaseResult | None, error: str) -> None:
         result = job.args[1]
-        if outcome is None:
+        if error:
             result.status, result.error = "failed", error
         else:
             for field in dataclasses.fields(outcome):

@@ -15,7 +15,7 @@ Each finished case records (flareseg's extension) how unsure the teacher was of 
 teacher with that class of the entropy of the teacher's softmax (:func:`class_entropy`). Rounds
 written before it have no ``entropy``.
 
-With ``workers`` > 1 or a ``scheduler``, cases are predicted on Dask as ``flareseg predict``'s
+With a ``scheduler``, or ``workers`` > 1 and more than one case to do, cases are predicted on Dask as ``flareseg predict``'s
 cohorts are (:func:`flareseg.inference.cohort.run_cohort`: each worker process loads the teacher
 once and writes its cases' files, a case whose worker dies is started again elsewhere); this
 process alone writes ``provenance.json``, as each case finishes.
@@ -183,35 +183,37 @@ def pseudolabel_round(dataset: str | Path, teacher_dir: str | Path, number: int 
     progress, device, threads, workers = options.progress, options.device, options.threads, options.workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    on_dask = bool(options.scheduler) or workers > 1
     dataset = Path(dataset)
-    model = _parent_teacher(teacher_dir, device, threads, on_dask)
-    cases = pseudo_cases(dataset, model.recipe.class_ids)
+    teacher = _teacher_recipe(teacher_dir)
+    cases = pseudo_cases(dataset, teacher.recipe.class_ids)
     if not cases:
         raise InputError(f"{dataset}: every case annotates every class of the teacher; nothing to pseudo-label")
     from flareseg.training.pseudo_labels import teacher_key
 
-    key = teacher_key(model)  # with workers, the first read of its weights in this process
+    key = teacher_key(teacher)
     number = number or _default_round(dataset, key, root)
     folder = round_folder(dataset, number, root)
-    provenance = _start_round(folder, number, teacher_dir, key, overwrite, model.recipe.class_ids)
+    provenance = _start_round(folder, number, teacher_dir, key, overwrite, teacher.recipe.class_ids)
     report = RoundReport(folder, number)
     todo = _cases_to_do(cases, folder, load_spec(dataset).file_ending, provenance, report)
     bar = {"desc": f"pseudo-labels, round {number}", "unit": "case", "total": len(cases), "initial": len(report.kept)}
-    if not on_dask:
-        with tqdm(**bar, disable=not progress) as shown:
-            for case, path in todo:
-                _record(provenance, report, label_case(case, model, path))
-                shown.update()
-    elif todo:
+    if todo and (options.scheduler or (workers > 1 and len(todo) > 1)):
         from flareseg.inference.cohort import ClusterOptions, Job, run_cohort
+
+        def done(job, outcome: CaseOutcome | None, error: str) -> None:
+            _record(provenance, report, CaseOutcome(job.name, error=error) if error else outcome)
 
         jobs = [Job(case.case_id, case.image, _label_job, (case, path)) for case, path in todo]
         load = functools.partial(_load_teacher, str(Path(teacher_dir).resolve()), device, threads)
-        def done(job, outcome: CaseOutcome | None, error: str) -> None:
-            _record(provenance, report, outcome or CaseOutcome(job.name, error=error))
-
         run_cohort(jobs, load, ClusterOptions(workers, options.scheduler), done, bar if progress else None)
+        return report
+    from flareseg.inference.model import load_model
+
+    model = load_model(teacher_dir, device=device, threads=threads) if todo else None
+    with tqdm(**bar, disable=not progress) as shown:
+        for case, path in todo:
+            _record(provenance, report, label_case(case, model, path))
+            shown.update()
     return report
 
 
@@ -229,13 +231,11 @@ def label_case(case: Case, model, path: Path) -> CaseOutcome:
         "entropy": {str(c): round(value, 6) for c, value in sorted(entropy.items())}})
 
 
-def _parent_teacher(teacher_dir, device: str, threads: int | None, on_dask: bool):
-    """The teacher as this process needs it: loaded to predict when it predicts itself, else its
-    recipe only (its classes and key; the Dask workers load the networks)."""
-    from flareseg.inference.model import LoadedModel, load_model, read_recipe
+def _teacher_recipe(teacher_dir):
+    """The teacher without its networks: its directory and recipe (classes, stages), enough for its
+    key and the cases it labels; whoever predicts loads the networks."""
+    from flareseg.inference.model import LoadedModel, read_recipe
 
-    if not on_dask:
-        return load_model(teacher_dir, device=device, threads=threads)
     return LoadedModel(Path(teacher_dir), read_recipe(Path(teacher_dir)), {}, "none")
 
 
