@@ -112,10 +112,10 @@ def _predict_one(case, args: argparse.Namespace, options: PredictOptions, output
     import time
 
     from flareseg.inference.outputs import side_path
-    from flareseg.inference.predict import open_model, predict_case
+    from flareseg.inference.predict import predict_case
 
     start = time.perf_counter()
-    predict_case(case, args.output, open_model(options), options, outputs)
+    predict_case(case, args.output, None, options, outputs)  # the model loads while the scan is read
     if not args.quiet:
         extras = [side_path(args.output, suffix) for flag, suffix in ((args.statistics, ".json"), (args.preview, ".png"))
                   if flag]
