@@ -15,10 +15,10 @@ Each finished case records (flareseg's extension) how unsure the teacher was of 
 teacher with that class of the entropy of the teacher's softmax (:func:`class_entropy`). Rounds
 written before it have no ``entropy``.
 
-With a ``scheduler``, or ``workers`` > 1 and more than one case to do, cases are predicted on Dask as ``flareseg predict``'s
-cohorts are (:func:`flareseg.inference.cohort.run_cohort`: each worker process loads the teacher
-once and writes its cases' files, a case whose worker dies is started again elsewhere); this
-process alone writes ``provenance.json``, as each case finishes.
+With a ``scheduler``, or ``workers`` > 1 and more than one case to do, cases are predicted on
+Dask as ``flareseg predict``'s cohorts are (:func:`flareseg.inference.cohort.run_cohort`: each
+worker process loads the teacher once and writes its cases' files, a case whose worker dies is
+started again elsewhere); this process alone writes ``provenance.json``, as each case finishes.
 """
 
 from __future__ import annotations
