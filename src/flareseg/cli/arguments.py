@@ -53,3 +53,16 @@ def device(text: str) -> str:
     if index >= torch.cuda.device_count():
         raise argparse.ArgumentTypeError(f"{text}: there are {torch.cuda.device_count()} CUDA device(s)")
     return text
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser, what: str, model: str) -> None:
+    """``--workers N`` and ``--scheduler ADDRESS``: where ``what`` runs on Dask (a local cluster of N
+    worker processes, each loading ``model`` once, or a running cluster); N = 1 runs in this process."""
+    import os
+
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help=f"{what} on a local Dask cluster of N worker processes, each loading the {model} once "
+                        "and taking cores/N threads and memory/N (default 1: in this process)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
+                        help=f"{what} on the running Dask cluster of this scheduler (tcp://host:8786; "
+                        "default: $DASK_SCHEDULER_ADDRESS); --workers is then ignored")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def add_parsers(subparsers) -> None:
-    from flareseg.cli.arguments import device, positive_int
+    from flareseg.cli.arguments import add_cluster_arguments, device, positive_int
     from flareseg.inference.model import BACKENDS
     from flareseg.inference.outputs import OUTPUT_TYPES
 
@@ -55,12 +54,7 @@ def add_parsers(subparsers) -> None:
     predict.add_argument("--overwrite", action="store_true", help="redo scans whose mask already exists")
     predict.add_argument("--retry-failed", action="store_true",
                          help="redo the scans that OUT/manifest.csv lists as failed (a re-run keeps them failed)")
-    predict.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                         help="several scans: predict on a local Dask cluster of N worker processes, each loading "
-                         "the model once and taking cores/N threads and memory/N (default 1: in this process)")
-    predict.add_argument("--scheduler", metavar="ADDRESS", default=os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
-                         help="several scans: predict on the running Dask cluster of this scheduler (tcp://host:8786; "
-                         "default: $DASK_SCHEDULER_ADDRESS); --workers is then ignored")
+    add_cluster_arguments(predict, "several scans: predict", "model")
     predict.add_argument("--acquisition", type=positive_int, metavar="N",
                          help="which acquisition of a DICOM series that holds several at the same positions")
     predict.add_argument("--force", action="store_true",

@@ -4,10 +4,9 @@ the selection of the stable ones across rounds."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from flareseg.cli.arguments import device, positive_int
+from flareseg.cli.arguments import add_cluster_arguments, device, positive_int
 
 
 def share(text: str) -> float:
@@ -59,12 +58,7 @@ def add_parsers(subparsers) -> None:
     parser.add_argument("--device", default="cpu", type=device, help="cpu (default), cuda or cuda:N")
     parser.add_argument("--threads", type=positive_int,
                         help="CPU threads for the network (per worker on Dask; default with --workers N: the cores // N)")
-    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                        help="predict cases on a local Dask cluster of N worker processes, each loading the teacher "
-                        "once (default 1: in this process)")
-    parser.add_argument("--scheduler", metavar="ADDRESS", default=os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
-                        help="predict on the running Dask cluster of this scheduler (tcp://host:8786; default: "
-                        "$DASK_SCHEDULER_ADDRESS); --workers is then ignored")
+    add_cluster_arguments(parser, "predict the cases", "teacher")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors still print)")
     parser.set_defaults(run=run)
 
