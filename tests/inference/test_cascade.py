@@ -15,6 +15,7 @@ from flareseg.inference.cascade import (
     entropy_nats,
     label_boxes,
     labels_on_grid,
+    resized_label_boxes,
     run_stage,
     segment_canonical,
     softmax_entropy,
@@ -22,6 +23,7 @@ from flareseg.inference.cascade import (
 from flareseg.inference.model import LoadedModel, load_model
 from flareseg.io import read_ct, read_volume
 from flareseg.preprocessing.crop import Box
+from flareseg.preprocessing.resample import resize
 from flareseg.preprocessing.orientation import to_canonical
 from flareseg.recipes import recipe_from_dict
 
@@ -387,7 +389,6 @@ def _smooth_logits(rng, channels, shape):
 def test_labels_on_a_finer_grid_are_the_argmax_of_linearly_interpolated_scores(rng):
     """Equal to interpolating every class score (SimpleITK, linear) and taking the argmax: only
     voxels near a boundary are interpolated, and elsewhere the answer cannot differ."""
-    from flareseg.preprocessing.resample import resize
     from flareseg.recipes import StageConfig
 
     stage = StageConfig(name="s", labels=(5, 9, 13), size_zyx=(8, 10, 12))
@@ -423,3 +424,12 @@ def test_label_boxes_of_an_array_smaller_than_its_top_label():
     labels = np.zeros((2, 2, 2), np.uint8)
     labels[1, 0, 1] = 9
     assert label_boxes(labels) == {9: Box((1, 0, 1), (2, 1, 2))}
+
+
+@pytest.mark.parametrize("shape", [(80, 300, 300), (20, 30, 25), (64, 80, 64), (5, 200, 7)])
+def test_boxes_of_a_resized_label_map_follow_from_the_map_before_resizing(rng, shape):
+    labels = np.zeros((32, 32, 32), np.uint8)
+    for label in (1, 4, 9):  # sparse classes, some of whose voxels a coarser grid drops
+        labels[tuple(rng.integers(0, 32, (3, 20)))] = label
+    labels[3, 5, 7] = 12  # one voxel: gone on grids that skip it
+    assert resized_label_boxes(labels, shape) == label_boxes(resize(labels, shape, order=0))

@@ -32,6 +32,44 @@ def test_nearest_resize_keeps_label_values_and_round_trips_on_integer_factors(rn
     assert np.array_equal(resize(up, labels.shape, order=0), labels)
 
 
+def _simpleitk_resize(array, shape_zyx, order):
+    """The same grid by SimpleITK's ``Resample``: voxel spacing ``n / m`` of the input's, the
+    first output voxel centre at ``(n / m - 1) / 2`` in the input's index space."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    scale = [n / m for n, m in zip(array.shape[::-1], shape_zyx[::-1])]
+    pixel = image.GetPixelID() if order == 0 else sitk.sitkFloat32
+    interpolator = sitk.sitkNearestNeighbor if order == 0 else sitk.sitkLinear
+    out = sitk.Resample(image, list(shape_zyx[::-1]), sitk.Transform(), interpolator,
+                        [(s - 1) / 2 for s in scale], scale, [1, 0, 0, 0, 1, 0, 0, 0, 1], 0, pixel)
+    return sitk.GetArrayFromImage(out)
+
+
+@pytest.mark.parametrize("shape, target", [
+    ((64, 64, 64), (80, 300, 300)),  # a fine stage's labels to its crop box
+    ((64, 80, 80), (5, 7, 200)),  # down on two axes, up on one
+    ((20, 30, 25), (32, 32, 32)),  # a small organ's crop to its network
+    ((64, 64, 64), (80, 80, 80)),  # n / m = 0.8: some centres fall exactly half-way (ties)
+    ((1, 9, 4), (3, 1, 4)),  # one voxel along an axis, either way
+])
+def test_resize_matches_simpleitk_resample(rng, shape, target):
+    labels = rng.integers(0, 14, shape).astype(np.uint8)
+    # a centre exactly half-way between two input voxels takes either: SimpleITK's rounding error decides
+    centres = [(np.arange(m) + 0.5) * n / m - 0.5 for n, m in zip(shape, target)]
+    ties = np.ix_(*[np.abs(c - np.floor(c) - 0.5) > 1e-6 for c in centres])
+    kept = np.zeros(target, bool)
+    kept[ties] = True
+    assert np.array_equal(resize(labels, target, order=0)[kept], _simpleitk_resize(labels, target, 0)[kept])
+    hu = rng.integers(-1000, 1500, shape).astype(np.int16)
+    strided = np.zeros((shape[0] + 2, shape[1] + 3, shape[2] + 1), np.int16)
+    strided[1:-1, 2:-1, :-1] = hu  # a crop of a scan: a view that is not contiguous
+    for image in (hu, hu.astype(np.float32), strided[1:-1, 2:-1, :-1]):
+        out = resize(image, target, order=1)
+        assert out.dtype == np.float32 and out.shape == target
+        assert np.allclose(out, _simpleitk_resize(hu, target, 1), rtol=0, atol=1e-3)
+
+
 def test_resize_of_a_real_ct_keeps_the_organ_where_it_was(data_dir):
     from flareseg.io import read_volume
 

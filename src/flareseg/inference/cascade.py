@@ -33,7 +33,7 @@ from flareseg.inference.neighbourhood import search_box, union
 from flareseg.postprocessing.components import count_components, keep_largest_components
 from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
 from flareseg.preprocessing.intensity import intensity_map
-from flareseg.preprocessing.resample import resize
+from flareseg.preprocessing.resample import nearest_indices, resize
 from flareseg.preprocessing.stage_grid import FOREGROUND, channel_ids, crop_subsets, margin_box, subset_box
 from flareseg.recipes import StageConfig
 
@@ -235,6 +235,20 @@ def label_boxes(labels: np.ndarray) -> dict[int, Box]:
             if label and count}
 
 
+def resized_label_boxes(labels: np.ndarray, shape_zyx) -> dict[int, Box]:
+    """``label_boxes(resize(labels, shape_zyx, order=0))``, from ``labels`` alone: along each axis
+    the resized map shows a run of the same input voxel per index, so a class's box on it runs
+    from the first copy of its first shown input voxel to the last copy of its last."""
+    index = [nearest_indices(n, m) for n, m in zip(labels.shape, shape_zyx)]
+    shown = [np.unique(i) for i in index]  # the input voxels the resized map shows, per axis
+    boxes = {}
+    for label, box in label_boxes(labels[np.ix_(*shown)]).items():
+        start = [int(np.searchsorted(i, s[a], "left")) for i, s, a in zip(index, shown, box.start)]
+        stop = [int(np.searchsorted(i, s[b - 1], "right")) for i, s, b in zip(index, shown, box.stop)]
+        boxes[label] = Box(tuple(start), tuple(stop))
+    return boxes
+
+
 def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postprocess: bool = True,
                       second_chance: bool = True, fine_boundaries: bool = False,
                       entropy: np.ndarray | None = None, components: dict[int, int] | None = None) -> np.ndarray:
@@ -285,13 +299,23 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
             if not subset:
                 continue
             logits = stage_logits(model, stage, crop(hu, box), spacing_zyx_mm)
-            patch = labels_on_grid(logits, stage, box.shape) if fine_boundaries else \
-                resize(logits_to_labels(logits, stage), box.shape, order=0)
-            pasted = np.isin(patch, subset) & (crop(out, box) == 0)
+            if fine_boundaries:
+                patch = labels_on_grid(logits, stage, box.shape)
+                patch[~np.isin(patch, subset)] = 0
+            else:  # the subset is chosen on the stage's grid, before the patch is brought to the scan's
+                low = logits_to_labels(logits, stage)
+                low[~np.isin(low, subset)] = 0
+                patch = resize(low, box.shape, order=0)
+            pasted = patch != 0
+            pasted &= crop(out, box) == 0
             paste(out, box, patch, where=pasted)
             if entropy is not None:
                 paste(entropy, box, resize(softmax_entropy(logits), box.shape, order=0), where=pasted)
-            found.update(_record_boxes(boxes_so_far, np.where(pasted, patch, 0), box))
+            if fine_boundaries or np.count_nonzero(pasted) != np.count_nonzero(patch):
+                new_boxes = label_boxes(np.where(pasted, patch, 0))  # some voxels were claimed earlier
+            else:  # the patch went in whole: its boxes follow from the stage's grid
+                new_boxes = resized_label_boxes(low, box.shape)
+            found.update(_record_boxes(boxes_so_far, new_boxes, box))
     if postprocess:
         keep_largest_components(out, recipe.class_ids, counts=components)
     elif components is not None:
@@ -309,10 +333,9 @@ def _coarse_stage(model: LoadedModel, stage: StageConfig, hu: np.ndarray, spacin
     return logits_to_labels(logits, stage), softmax_entropy(logits)
 
 
-def _record_boxes(boxes_so_far: dict[int, Box], pasted: np.ndarray, box: Box) -> set[int]:
-    """Grow ``boxes_so_far`` (full grid, by class) by the labels ``pasted`` (labels on ``box``, 0
-    elsewhere) in place; returns the classes pasted."""
-    new_boxes = label_boxes(pasted)
+def _record_boxes(boxes_so_far: dict[int, Box], new_boxes: dict[int, Box], box: Box) -> set[int]:
+    """Grow ``boxes_so_far`` (full grid, by class) by ``new_boxes`` (by class, on ``box``) in place;
+    returns the classes pasted."""
     for label, part in new_boxes.items():
         part = part.shifted(box.start)
         boxes_so_far[label] = union(boxes_so_far[label], part) if label in boxes_so_far else part

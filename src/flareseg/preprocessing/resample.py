@@ -1,15 +1,22 @@
-"""Resize an array to a fixed voxel size with SimpleITK (linear for CT, nearest for labels).
+"""Resize an array to a fixed voxel size (linear for CT, nearest for labels).
 
 Voxel centres follow the "align corners = False" convention: the output grid covers the
 same physical extent as the input, so ``resize(resize(a, s), a.shape)`` overlays ``a``.
+
+Both interpolations are separable, so an array is resized one axis at a time, each a gather
+along that axis; the result equals SimpleITK's ``Resample`` onto the same grid (nearest
+neighbour exactly but for centres exactly half-way between two voxels, which take the higher
+one here and either in SimpleITK (its rounding error decides); linear to float32 rounding, the edge voxel repeated past
+the last voxel centre), at a fraction of its time for label maps and at most its time for CT.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 
-_INTERPOLATORS = {0: sitk.sitkNearestNeighbor, 1: sitk.sitkLinear}
+#: Axis order of a resize: rows, then columns, then slices (the fastest gathers on a C-ordered
+#: ``[z, y, x]`` array of CT slices, measured on 512 x 512 scans).
+_AXIS_ORDER = (1, 2, 0)
 
 
 def resize(array: np.ndarray, shape_zyx: tuple[int, int, int], order: int,
@@ -22,19 +29,45 @@ def resize(array: np.ndarray, shape_zyx: tuple[int, int, int], order: int,
         order: 0 nearest neighbour (label maps), 1 linear (intensities).
         dtype: Output dtype; default float32 for ``order=1``, the input dtype for ``order=0``.
     """
-    if order not in _INTERPOLATORS:
+    if order not in (0, 1):
         raise ValueError(f"order must be 0 or 1, got {order}")
     shape_zyx = tuple(int(s) for s in shape_zyx)
     out_dtype = np.dtype(dtype) if dtype is not None else (array.dtype if order == 0 else np.dtype(np.float32))
-    if tuple(array.shape) == shape_zyx:
-        return array.astype(out_dtype, copy=False)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    scale_xyz = [a / b for a, b in zip(array.shape[::-1], shape_zyx[::-1])]
-    origin_xyz = [(s - 1.0) / 2.0 for s in scale_xyz]
-    pixel_type = image.GetPixelID() if order == 0 else sitk.sitkFloat32
-    resampled = sitk.Resample(image, list(shape_zyx[::-1]), sitk.Transform(), _INTERPOLATORS[order],
-                              origin_xyz, scale_xyz, [1, 0, 0, 0, 1, 0, 0, 0, 1], 0, pixel_type)
-    return sitk.GetArrayFromImage(resampled).astype(out_dtype, copy=False)
+    out = array
+    for axis in _AXIS_ORDER:
+        if out.shape[axis] != shape_zyx[axis]:
+            out = _nearest(out, axis, shape_zyx[axis]) if order == 0 else _linear(out, axis, shape_zyx[axis])
+    return out.astype(out_dtype, copy=False)
+
+
+def voxel_centres(n: int, m: int) -> np.ndarray:
+    """The centres of ``m`` voxels over the extent of ``n``, in the index space of the ``n``: the
+    first at ``(n / m - 1) / 2``, then every ``n / m``."""
+    step = n / m
+    return (step - 1) / 2 + np.arange(m) * step
+
+
+def nearest_indices(n: int, m: int) -> np.ndarray:
+    """For each of ``m`` voxels over the extent of ``n``, the index of the nearest of the ``n``
+    (half-way: the higher); non-decreasing."""
+    return np.clip(np.floor(voxel_centres(n, m) + 0.5), 0, n - 1).astype(np.intp)
+
+
+def _nearest(array: np.ndarray, axis: int, m: int) -> np.ndarray:
+    return np.take(array, nearest_indices(array.shape[axis], m), axis=axis)
+
+
+def _linear(array: np.ndarray, axis: int, m: int) -> np.ndarray:
+    n = array.shape[axis]
+    centres = np.clip(voxel_centres(n, m), 0, n - 1)
+    low = np.floor(centres).astype(np.intp)
+    weight = (centres - low).astype(np.float32).reshape([-1 if i == axis else 1 for i in range(array.ndim)])
+    out = np.take(array, low, axis=axis).astype(np.float32, copy=False)
+    upper = np.take(array, np.minimum(low + 1, n - 1), axis=axis).astype(np.float32, copy=False)
+    out *= 1 - weight
+    upper *= weight
+    out += upper
+    return out
 
 
 def shape_for_spacing(shape_zyx, spacing_zyx_mm, target_spacing_zyx_mm) -> tuple[int, int, int]:
