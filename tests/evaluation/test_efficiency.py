@@ -31,6 +31,13 @@ def test_peak_memory_and_time_of_a_known_allocation():
     assert abs(len(trace.ram_mb) * 0.1 - figures["time_s"]) < 1.0
 
 
+def test_running_time_ends_at_the_exit_not_at_the_next_sample():
+    trace = measure_command([sys.executable, "-c", "import time; time.sleep(0.2)"], interval_s=5.0)
+    assert trace.returncode == 0
+    assert 0.2 <= trace.wall_s < 2.5  # a sample every 5 s: the exit is not seen at the next one
+    assert trace.times_s == [pytest.approx(0.0, abs=0.5)]  # the sample at the start, none after the exit
+
+
 def test_child_processes_count_towards_memory():
     child = ALLOCATE.format(mb=200, hold=1.0).replace('"', '\\"')
     parent = f'import subprocess, sys; subprocess.run([sys.executable, "-c", "{child}"], check=True)'

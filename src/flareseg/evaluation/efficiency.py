@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ class Trace:
         ram_mb: Resident memory of the process tree (MB, 2^20 bytes) at each sample.
         cpu_percent: CPU use of the process tree (100 = one core busy) at each sample.
         gpu_mb: GPU memory in use (MB) at each sample, or empty without a GPU.
-        wall_s: Wall time from start to exit.
+        wall_s: Wall time from start to exit (taken at the exit, not at the next sample).
         returncode: Exit code of the command.
     """
 
@@ -81,6 +82,9 @@ def measure_command(command: list[str] | str, interval_s: float = 0.1, timeout_s
             gpu.close()
         raise InputError(f"cannot run {argv[0]!r}: {error.strerror}") from None
     tree: dict[int, psutil.Process] = {process.pid: process}
+    ended = threading.Event()  # set by a waiter at the exit itself, so the time is not rounded up to a sample
+    end: list[float] = []
+    threading.Thread(target=_wait, args=(process, end, ended), daemon=True).start()
     try:
         while True:
             now = time.perf_counter() - start
@@ -90,18 +94,23 @@ def measure_command(command: list[str] | str, interval_s: float = 0.1, timeout_s
             trace.cpu_percent.append(cpu)
             if gpu:
                 trace.gpu_mb.append(gpu.used_mb())
-            if process.poll() is not None:
-                break
-            if timeout_s is not None and now > timeout_s:
+            if timeout_s is not None and now > timeout_s and not ended.is_set():
                 _kill_tree(process)
                 break
-            time.sleep(max(0.0, interval_s - (time.perf_counter() - start - now)))
+            if ended.wait(max(0.0, interval_s - (time.perf_counter() - start - now))):
+                break
     finally:
         trace.returncode = process.wait()
-        trace.wall_s = time.perf_counter() - start
+        trace.wall_s = (end[0] if end else time.perf_counter()) - start
         if gpu:
             gpu.close()
     return trace
+
+
+def _wait(process: psutil.Popen, end: list[float], ended: threading.Event) -> None:
+    process.wait()
+    end.append(time.perf_counter())
+    ended.set()
 
 
 def _sample_tree(root: psutil.Process, tree: dict[int, psutil.Process]) -> tuple[float, float]:
