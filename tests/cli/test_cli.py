@@ -37,6 +37,23 @@ def test_every_command_has_help(command):
     assert result.stdout.startswith("usage: flareseg")
 
 
+def _commands(parser) -> set[str]:
+    return set(next(a for a in parser._actions if a.dest == "command").choices)
+
+
+def test_each_command_comes_from_the_module_the_table_names_and_alone_imports_only_that():
+    from flareseg.cli.main import COMMANDS, build_parser
+
+    assert _commands(build_parser()) == set(COMMANDS)  # every command declared is in the table
+    for command, module in COMMANDS.items():
+        assert _commands(build_parser(command)) == {c for c, m in COMMANDS.items() if m == module}
+    code = ("import sys; from flareseg.cli.main import build_parser; build_parser('predict'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('flareseg.cli.', 'flareseg.datasets', 'flareseg.training'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "flareseg.cli.predict_cmd" in loaded
+    assert not any(name in loaded for name in ("dataset_cmd", "train_cmd", "flareseg.datasets", "flareseg.training"))
+
+
 def test_info_lists_label_map():
     result = run("info")
     assert result.returncode == 0

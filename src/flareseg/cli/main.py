@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from flareseg.cli import (
-    benchmark_cmd,
-    dataset_cmd,
-    demo_cmd,
-    evaluate_cmd,
-    image_cmd,
-    predict_cmd,
-    pseudolabel_cmd,
-    qc_cmd,
-    train_cmd,
-)
 from flareseg.cli.messages import one_line_warnings
 from flareseg.errors import FlaresegError
 
-COMMAND_MODULES = (image_cmd, dataset_cmd, train_cmd, pseudolabel_cmd, predict_cmd, evaluate_cmd, benchmark_cmd, demo_cmd,
-                   qc_cmd)
+#: Each command, in the order ``--help`` lists them, and the module of ``flareseg.cli`` that
+#: declares it; only the module of the command that runs is imported.
+COMMANDS = {
+    "info": "image_cmd", "convert": "image_cmd", "dataset": "dataset_cmd", "train": "train_cmd",
+    "pseudolabel": "pseudolabel_cmd", "predict": "predict_cmd", "export-onnx": "predict_cmd",
+    "evaluate": "evaluate_cmd", "benchmark": "benchmark_cmd", "demo": "demo_cmd", "qc": "qc_cmd",
+}
 
 
 class VersionAction(argparse.Action):
@@ -37,7 +32,8 @@ class VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``flareseg`` parser: with every command, or with ``command``'s alone when it is one."""
     parser = argparse.ArgumentParser(
         prog="flareseg",
         description="Fast, low-resource segmentation of the 13 FLARE abdominal organs in CT "
@@ -45,16 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=VersionAction)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMAND_MODULES:
-        module.add_parsers(subparsers)
+    modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for module in modules:
+        importlib.import_module(f"flareseg.cli.{module}").add_parsers(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the process exit code (0 success, 1 failure, 2 usage)."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # a command may run itself again (train --nproc)
+    args.argv = argv  # a command may run itself again (train --nproc)
     try:
         with one_line_warnings():
             return int(args.run(args) or 0)
