@@ -54,7 +54,13 @@ def nearest_indices(n: int, m: int) -> np.ndarray:
 
 
 def _nearest(array: np.ndarray, axis: int, m: int) -> np.ndarray:
-    return np.take(array, nearest_indices(array.shape[axis], m), axis=axis)
+    return _gather(array, axis, nearest_indices(array.shape[axis], m))
+
+
+def _gather(array: np.ndarray, axis: int, index: np.ndarray) -> np.ndarray:
+    """``np.take(array, index, axis)``; a view that is not contiguous (a crop of a scan) by
+    indexing, which ``np.take`` would first copy whole."""
+    return np.take(array, index, axis=axis) if array.flags.c_contiguous else array[(slice(None),) * axis + (index,)]
 
 
 def _linear(array: np.ndarray, axis: int, m: int) -> np.ndarray:
@@ -62,11 +68,8 @@ def _linear(array: np.ndarray, axis: int, m: int) -> np.ndarray:
     centres = np.clip(voxel_centres(n, m), 0, n - 1)
     low = np.floor(centres).astype(np.intp)
     weight = (centres - low).astype(np.float32).reshape([-1 if i == axis else 1 for i in range(array.ndim)])
-    out = np.take(array, low, axis=axis).astype(np.float32, copy=False)
-    upper = np.take(array, np.minimum(low + 1, n - 1), axis=axis).astype(np.float32, copy=False)
-    out *= 1 - weight
-    upper *= weight
-    out += upper
+    out = np.multiply(_gather(array, axis, low), 1 - weight, dtype=np.float32)  # float32 in the same pass
+    out += np.multiply(_gather(array, axis, np.minimum(low + 1, n - 1)), weight, dtype=np.float32)
     return out
 
 
