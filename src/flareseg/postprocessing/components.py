@@ -8,6 +8,8 @@ import numpy as np
 from flareseg.labels import LESION
 from flareseg.preprocessing.crop import bounding_box
 
+_CHUNK = 1 << 20  # voxels per pass of a chunked operation: its temporaries stay in cache
+
 
 def keep_largest_components(labels: np.ndarray, class_ids, lesion_min_voxels: int = 10,
                             counts: dict[int, int] | None = None) -> np.ndarray:
@@ -41,8 +43,11 @@ def keep_largest_components(labels: np.ndarray, class_ids, lesion_min_voxels: in
         else:
             keep[members] = False
             keep[members[np.argmax(sizes[members])]] = True
-    if not keep.all():
-        region[~keep[components]] = 0
+    if not keep.all():  # each voxel its component's class, or 0: slab by slab, each gather in cache
+        kept_class = np.where(keep, owner, 0).astype(labels.dtype)
+        slab = max(1, _CHUNK // (region.shape[1] * region.shape[2]))
+        for start in range(0, region.shape[0], slab):
+            region[start:start + slab] = np.take(kept_class, components[start:start + slab])
     return labels
 
 
@@ -68,7 +73,7 @@ def _components(labels: np.ndarray):
     return region, components, sizes, owner
 
 
-def _bincount(values: np.ndarray, length: int, chunk: int = 1 << 20) -> np.ndarray:
+def _bincount(values: np.ndarray, length: int, chunk: int = _CHUNK) -> np.ndarray:
     """``np.bincount(values, minlength=length)`` a chunk at a time: bincount converts its input to
     int64, and a chunk's copy stays in cache (half the time on a 512x512x109 mask)."""
     counts = np.zeros(length, np.int64)
