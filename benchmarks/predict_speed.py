@@ -10,10 +10,11 @@ the same run, on real scans:
     python benchmarks/predict_speed.py [DATA_DIR] [--scan CT ...] [--model MODEL_DIR] [--repeat N]
 
 DATA_DIR defaults to ../shared/data beside the repository (its scans: a 3 mm sample, 512x512
-DICOM series of 20 and 79 slices, a 512x512x109 NIfTI); ``--scan`` measures the given CT files or
-DICOM folders instead. MODEL_DIR defaults to the bundled model. Each command runs in a fresh
-process (imports and model loading included), sampled every 0.1 s; flareseg's time and memory
-are printed as ratios to the floor and to the sliding window measured in the same run.
+DICOM series of 20 and 79 slices, 512x512 NIfTIs of 109 and 115 slices); ``--scan`` measures
+the given CT files or DICOM folders instead. MODEL_DIR defaults to the bundled model. Each
+command runs in a fresh process (imports and model loading included; its time runs to its exit,
+its memory is sampled every 0.1 s); flareseg's time and memory are printed as ratios to the
+floor and to the sliding window measured in the same run.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def scans(data: Path) -> dict[str, Path]:
         "512x512x20 DICOM": data / "ts_example" / "example_ct_dicom",
         "512x512x79 DICOM": data / "tcia_pancreatic_ct_cbct_seg_cb001" / "dicom_ct",
         "512x512x109 NIfTI": data / "tcia_hcc_tace_seg_hcc006" / "ct.nii.gz",
+        "512x512x115 NIfTI": data / "tcia_hcc_tace_seg_multiphase" / "hcc007_latevenous_abdomen" / "ct.nii.gz",
     }
 
 
