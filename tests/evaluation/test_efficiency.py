@@ -47,7 +47,9 @@ def test_child_processes_count_towards_memory():
 
 def test_timeout_kills_the_command():
     trace = measure_command([sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5)
-    assert trace.returncode != 0 and trace.wall_s < 10
+    assert trace.returncode == -9 and trace.wall_s < 10
+    # the kill's exit status is read once, by one thread: never lost to a second reader
+    assert [measure_command(["sleep", "5"], interval_s=0.02, timeout_s=0.05).returncode for _ in range(10)] == [-9] * 10
 
 
 def test_reports_are_written(tmp_path):

@@ -83,8 +83,9 @@ def measure_command(command: list[str] | str, interval_s: float = 0.1, timeout_s
         raise InputError(f"cannot run {argv[0]!r}: {error.strerror}") from None
     tree: dict[int, psutil.Process] = {process.pid: process}
     ended = threading.Event()  # set by a waiter at the exit itself, so the time is not rounded up to a sample
-    end: list[float] = []
-    threading.Thread(target=_wait, args=(process, end, ended), daemon=True).start()
+    exit_: list = []  # [returncode, time]: the waiter alone reaps the process
+    waiter = threading.Thread(target=_wait, args=(process, exit_, ended), daemon=True)
+    waiter.start()
     try:
         while True:
             now = time.perf_counter() - start
@@ -95,22 +96,25 @@ def measure_command(command: list[str] | str, interval_s: float = 0.1, timeout_s
             if gpu:
                 trace.gpu_mb.append(gpu.used_mb())
             if timeout_s is not None and now > timeout_s and not ended.is_set():
-                _kill_tree(process)
-                break
+                break  # killed below
             if ended.wait(max(0.0, interval_s - (time.perf_counter() - start - now))):
                 break
     finally:
-        trace.returncode = process.wait()
-        trace.wall_s = (end[0] if end else time.perf_counter()) - start
+        if not ended.is_set():  # timed out, or this loop failed: the command does not outlive its measure
+            _kill_tree(process)
+        waiter.join()
+        trace.returncode, end = exit_ if exit_ else (process.returncode, time.perf_counter())
+        trace.wall_s = end - start
         if gpu:
             gpu.close()
     return trace
 
 
-def _wait(process: psutil.Popen, end: list[float], ended: threading.Event) -> None:
-    process.wait()
-    end.append(time.perf_counter())
-    ended.set()
+def _wait(process: psutil.Popen, exit_: list, ended: threading.Event) -> None:
+    try:
+        exit_.extend([process.wait(), time.perf_counter()])
+    finally:
+        ended.set()
 
 
 def _sample_tree(root: psutil.Process, tree: dict[int, psutil.Process]) -> tuple[float, float]:

@@ -61,7 +61,7 @@ def crop(array: np.ndarray, box: Box) -> np.ndarray:
 
 def paste(target: np.ndarray, box: Box, patch: np.ndarray, where: np.ndarray | None = None) -> None:
     """Write ``patch`` (shape ``box.shape``) back into ``target`` in place; only where ``where`` if given."""
-    np.copyto(target[box.slices], patch, where=True if where is None else where)
+    np.copyto(target[box.slices], patch, casting="unsafe", where=True if where is None else where)
 
 
 def padded_shape(shape, multiple: int, minimum: int = 0) -> tuple[int, ...]:
