@@ -33,7 +33,7 @@ from flareseg.inference.neighbourhood import search_box, union
 from flareseg.postprocessing.components import count_components, keep_largest_components
 from flareseg.preprocessing.crop import Box, bounding_box, crop, paste
 from flareseg.preprocessing.intensity import intensity_map
-from flareseg.preprocessing.resample import nearest_indices, resize
+from flareseg.preprocessing.resample import nearest_indices, resize, voxel_centres
 from flareseg.preprocessing.stage_grid import FOREGROUND, channel_ids, crop_subsets, margin_box, subset_box
 from flareseg.recipes import StageConfig
 
@@ -77,10 +77,9 @@ def labels_on_grid(logits: np.ndarray, stage: StageConfig, shape_zyx) -> np.ndar
     if tuple(shape_zyx) == channels.shape:
         return lookup[channels]
     # each fine voxel centre in the stage grid's index space, and the stage voxels around it
-    centres = [(np.arange(m) + 0.5) * (n / m) - 0.5 for n, m in zip(channels.shape, shape_zyx)]
-    nearest = [np.clip(np.rint(c), 0, n - 1).astype(np.intp) for c, n in zip(centres, channels.shape)]
+    centres = [voxel_centres(n, m) for n, m in zip(channels.shape, shape_zyx)]
     lower = [np.clip(np.floor(c), 0, n - 1).astype(np.intp) for c, n in zip(centres, channels.shape)]
-    out = channels[np.ix_(*nearest)]
+    out = resize(channels, shape_zyx, order=0)
     index = np.nonzero(mixed_cells(channels)[np.ix_(*lower)])
     if index[0].size:
         out[index] = np.argmax(trilinear(logits[0], [c[i] for c, i in zip(centres, index)]), axis=0)
