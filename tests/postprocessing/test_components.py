@@ -50,3 +50,37 @@ def test_components_are_counted_per_class_before_the_clean_up():
     assert counts == {1: 2, 2: 1, 4: 3}
     assert count_components(labels) == counts
     assert count_components(np.zeros((3, 3, 3), np.uint8)) == {}
+
+
+def _reference_clean_up(labels: np.ndarray, class_ids, lesion_min_voxels: int) -> tuple[np.ndarray, dict[int, int]]:
+    """The clean-up and component counts from scipy's per-class labelling (26-connected)."""
+    from scipy import ndimage
+
+    out, counts = labels.copy(), {}
+    for class_id in np.unique(labels[labels > 0]):
+        parts, count = ndimage.label(labels == class_id, structure=np.ones((3, 3, 3)))
+        counts[int(class_id)] = count
+        if class_id not in class_ids:
+            continue
+        sizes = np.bincount(parts.ravel())[1:]
+        keep = sizes >= lesion_min_voxels if class_id == LESION else np.arange(count) == np.argmax(sizes)
+        out[(parts > 0) & ~np.concatenate([[False], keep])[parts]] = 0
+    return out, counts
+
+
+def test_clean_up_matches_scipy_per_class_labelling_on_random_label_maps():
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        shape = tuple(int(n) for n in rng.integers(1, 30, 3))
+        labels = (rng.random(shape) < rng.random()) * rng.integers(1, LESION + 1, shape)
+        labels = labels.astype(np.uint8)
+        if trial % 2:  # a strided view, cleaned in place like a whole array
+            labels = np.zeros((shape[0] + 2, shape[1], 2 * shape[2]), np.uint8)[1:-1, :, ::2]
+            labels[...] = (rng.random(shape) < 0.4) * rng.integers(1, 4, shape)
+        class_ids = [1, 2, 5, LESION] if trial % 3 else list(range(1, LESION + 1))
+        expected, expected_counts = _reference_clean_up(labels, class_ids, lesion_min_voxels=3)
+        counts = {}
+        out = keep_largest_components(labels, class_ids, lesion_min_voxels=3, counts=counts)
+        assert out is labels
+        np.testing.assert_array_equal(out, expected)
+        assert counts == expected_counts
