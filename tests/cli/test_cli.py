@@ -54,6 +54,15 @@ def test_each_command_comes_from_the_module_the_table_names_and_alone_imports_on
     assert not any(name in loaded for name in ("dataset_cmd", "train_cmd", "flareseg.datasets", "flareseg.training"))
 
 
+def test_the_predict_parser_loads_no_numerics_so_the_scan_can_start_reading_before_the_runtime_loads():
+    code = ("import sys; from flareseg.cli.main import build_parser; "
+            "build_parser('predict').parse_args(['predict', '-i', 'ct.nii.gz', '-o', 'mask.nii.gz']); "
+            "print(sorted(m for m in ('numpy', 'SimpleITK', 'onnxruntime', 'torch', 'yaml', 'cc3d', "
+            "'flareseg.inference.predict', 'flareseg.inference.model') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
 def test_info_lists_label_map():
     result = run("info")
     assert result.returncode == 0

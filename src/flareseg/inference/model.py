@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 from flareseg.errors import FlaresegWarning, InputError
+from flareseg.inference.options import BACKENDS
 from flareseg.recipes import Recipe, recipe_from_dict
 
 MODEL_JSON = "model.json"
@@ -36,7 +37,6 @@ ONNX_JSON = "onnx.json"
 #: The ``model.json`` key of ``{stage: sha256 of <stage>.pt}``.
 WEIGHTS_SHA256 = "weights_sha256"
 FORMAT_VERSION = 1
-BACKENDS = ("auto", "torch", "onnx")
 
 Runner = Callable[[np.ndarray], np.ndarray]  # [B, 1, *spatial] float32 -> logits [B, C, *spatial]
 

@@ -4,33 +4,14 @@ or RT structure set, and optionally per-organ statistics and a preview image bes
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from flareseg.errors import InputError
+from flareseg.inference.options import OUTPUT_TYPES, OutputOptions  # noqa: F401 - importable from here too
 from flareseg.io import Volume, strip_image_suffix, write_labelmap
 from flareseg.io.write import write_suffix
 
-#: Mask formats: an image file, or DICOM objects that reference a DICOM input series.
-OUTPUT_TYPES = ("nifti", "dicom_seg", "rtstruct")
 _DICOM_SUFFIX = ".dcm"
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """What to write per scan.
-
-    Attributes:
-        output_type: One of :data:`OUTPUT_TYPES`.
-        statistics: Also write per-organ statistics (``MASK.json``; one CSV for several scans).
-        preview: Also write ``MASK.png``: three views through the organs with the mask overlaid.
-        overwrite: Redo scans whose mask already exists (several scans only; else they are skipped).
-    """
-
-    output_type: str = "nifti"
-    statistics: bool = False
-    preview: bool = False
-    overwrite: bool = False
 
 
 def mask_suffix(output_type: str) -> str:

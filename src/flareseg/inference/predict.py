@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -14,6 +15,7 @@ from flareseg.errors import FlaresegError
 from flareseg.inference.cases import Case, name_collisions
 from flareseg.inference.cascade import segment_canonical
 from flareseg.inference.model import LoadedModel, load_model
+from flareseg.inference.options import PredictOptions
 from flareseg.inference.outputs import (
     OutputOptions,
     check_dicom_source,
@@ -29,33 +31,6 @@ from flareseg.io.atomic import output_folder
 from flareseg.io.write import write_suffix
 from flareseg.labels import label_name
 from flareseg.preprocessing.orientation import to_canonical
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """How to predict.
-
-    Attributes:
-        model_dir: A model directory; None means the bundled default model.
-        backend: ``"auto"``, ``"onnx"`` or ``"torch"`` (see :func:`load_model`).
-        device: ``"cpu"`` or ``"cuda"``.
-        threads: CPU threads for the network; None lets the library choose.
-        postprocess: Keep the largest connected component per organ.
-        second_chance: Look for the organs the coarse stage misses near their anatomical
-            neighbours (:func:`flareseg.inference.cascade.crop_boxes`).
-        fine_boundaries: Draw fine stages' boundaries from interpolated class scores at full
-            resolution (:func:`flareseg.inference.cascade.labels_on_grid`); slower.
-        force: Segment scans whose intensities do not look like CT (see :func:`flareseg.io.read_ct`).
-    """
-
-    model_dir: Path | None = None
-    backend: str = "auto"
-    device: str = "cpu"
-    threads: int | None = None
-    postprocess: bool = True
-    second_chance: bool = True
-    fine_boundaries: bool = False
-    force: bool = False
 
 
 def open_model(options: PredictOptions) -> LoadedModel:
@@ -254,19 +229,21 @@ def run_case(case: Case, result: CaseResult, model: LoadedModel, options: Predic
     return result
 
 
-def read_while_loading(input: str | os.PathLike, acquisition: int | None,
-                       options: PredictOptions) -> tuple[Volume, LoadedModel]:
+def read_while_loading(input: str | os.PathLike, acquisition: int | None, options: PredictOptions,
+                       reading: Future[Volume] | None = None) -> tuple[Volume, LoadedModel]:
     """Read a CT in a second thread while this one loads the options' model: the two wait on
     different things (decompression, file reads, imports and session set-up): reading and loading
     take 0.28 s instead of 0.34-0.46 s for a 512x512x109 scan with ONNX, and PyTorch's import
     overlaps the read. Errors are raised as loading, then reading, would raise them: a model
-    that does not load first, as it concerns every scan."""
-    from concurrent.futures import ThreadPoolExecutor
+    that does not load first, as it concerns every scan.
 
-    with ThreadPoolExecutor(1, thread_name_prefix="flareseg-read") as pool:
-        reading = pool.submit(read_ct, input, acquisition, options.force)
+    ``reading``: the read of ``input`` (:func:`flareseg.io.read_ct`), when the caller started it
+    already (``flareseg predict`` starts it before this module imports); else it starts here."""
+    if reading is not None:
         model = open_model(options)
         return reading.result(), model
+    with ThreadPoolExecutor(1, thread_name_prefix="flareseg-read") as pool:
+        return read_while_loading(input, acquisition, options, pool.submit(read_ct, input, acquisition, options.force))
 
 
 class PeakMemory:
@@ -306,14 +283,15 @@ class PeakMemory:
 
 def predict_case(case: Case, path: Path, model: LoadedModel | None, options: PredictOptions,
                  outputs: OutputOptions, statistics_file: bool = True,
-                 components: dict[int, int] | None = None) -> dict | None:
+                 components: dict[int, int] | None = None, reading: Future[Volume] | None = None) -> dict | None:
     """Segment one scan and write its mask (and extras) to ``path``; returns its statistics if asked for.
-    ``model`` None loads the options' model while the scan is read (:func:`read_while_loading`).
-    ``components`` receives the components per class before the post-processing, as :func:`segment` says."""
+    ``model`` None loads the options' model while the scan is read (:func:`read_while_loading`; ``reading``,
+    its read if the caller started it already). ``components`` receives the components per class before the
+    post-processing, as :func:`segment` says."""
     check_mask_path(path, outputs.output_type, case.input)
     check_dicom_source(case.input, outputs.output_type, case.acquisition)
     if model is None:
-        ct, model = read_while_loading(case.input, case.acquisition, options)
+        ct, model = read_while_loading(case.input, case.acquisition, options, reading)
     else:
         ct = read_ct(case.input, case.acquisition, options.force)
     mask = segment(ct, model, options.postprocess, options.second_chance, options.fine_boundaries, components)
