@@ -18,6 +18,7 @@ from flareseg.inference.cascade import (
     resized_label_boxes,
     run_stage,
     segment_canonical,
+    shrunk_boxes,
     softmax_entropy,
 )
 from flareseg.inference.model import LoadedModel, load_model
@@ -435,3 +436,14 @@ def test_boxes_of_a_resized_label_map_follow_from_the_map_before_resizing(rng, s
     expected = label_boxes(resize(labels, shape, order=0))
     assert resized_label_boxes(labels, shape) == expected
     assert (12 in expected) == (shape not in ((20, 30, 25), (5, 200, 7)))  # these grids skip it
+
+
+def test_boxes_shrunk_to_the_voxels_kept_equal_the_boxes_of_those_voxels(rng):
+    for trial in range(30):
+        shape = tuple(int(n) for n in rng.integers(1, 25, 3))
+        labels = np.zeros(shape, np.uint8)
+        for label in (1, 4, 9):
+            labels[tuple(rng.integers(0, n, 30) for n in shape)] = label
+        kept = rng.random(shape) < (0.05 if trial % 3 == 0 else 0.7)  # sometimes a class loses every voxel
+        expected = label_boxes(np.where(kept, labels, 0))  # cc3d's statistics of the kept voxels
+        assert shrunk_boxes(label_boxes(labels), labels, kept) == expected

@@ -248,6 +248,32 @@ def resized_label_boxes(labels: np.ndarray, shape_zyx) -> dict[int, Box]:
     return boxes
 
 
+def shrunk_boxes(boxes: dict[int, Box], labels: np.ndarray, where: np.ndarray) -> dict[int, Box]:
+    """The bounding box of each class's voxels where ``where`` holds (``where & (labels == class)``),
+    from ``boxes``, each class's box in ``labels``: faces move inwards one slab at a time while
+    the slab holds none of them (a face with one is where the tight box's is, on every axis);
+    classes with no such voxel are left out. Costs the slabs looked at, not the whole array."""
+    out = {}
+    for label, box in boxes.items():
+        start, stop = list(box.start), list(box.stop)
+        for axis in range(3):
+            while start[axis] < stop[axis] and not _slab_holds(labels, where, label, start, stop, axis, start[axis]):
+                start[axis] += 1
+            while start[axis] < stop[axis] and not _slab_holds(labels, where, label, start, stop, axis, stop[axis] - 1):
+                stop[axis] -= 1
+            if start[axis] == stop[axis]:
+                break
+        else:
+            out[label] = Box(tuple(start), tuple(stop))
+    return out
+
+
+def _slab_holds(labels: np.ndarray, where: np.ndarray, label: int, start, stop, axis: int, index: int) -> bool:
+    """Whether the slab ``index`` along ``axis`` of the box ``[start, stop)`` holds a voxel of ``label`` where ``where``."""
+    slab = tuple(slice(index, index + 1) if a == axis else slice(start[a], stop[a]) for a in range(3))
+    return bool(np.any((labels[slab] == label) & where[slab]))
+
+
 def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postprocess: bool = True,
                       second_chance: bool = True, fine_boundaries: bool = False,
                       entropy: np.ndarray | None = None, components: dict[int, int] | None = None) -> np.ndarray:
@@ -310,10 +336,12 @@ def segment_canonical(hu: np.ndarray, spacing_zyx_mm, model: LoadedModel, postpr
             paste(out, box, patch, where=pasted)
             if entropy is not None:
                 paste(entropy, box, resize(softmax_entropy(logits), box.shape, order=0), where=pasted)
-            if fine_boundaries or np.count_nonzero(pasted) != np.count_nonzero(patch):
-                new_boxes = label_boxes(np.where(pasted, patch, 0))  # some voxels were claimed earlier
-            else:  # the patch went in whole: its boxes follow from the stage's grid
+            if fine_boundaries:
+                new_boxes = label_boxes(np.where(pasted, patch, 0))
+            else:  # the patch's boxes follow from the stage's grid; shrunk where voxels were claimed earlier
                 new_boxes = resized_label_boxes(low, box.shape)
+                if np.count_nonzero(pasted) != np.count_nonzero(patch):
+                    new_boxes = shrunk_boxes(new_boxes, patch, pasted)
             found.update(_record_boxes(boxes_so_far, new_boxes, box))
     if postprocess:
         keep_largest_components(out, recipe.class_ids, counts=components)
