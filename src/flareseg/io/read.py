@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from flareseg.errors import InputError
 from flareseg.io.dicom import series_files
 from flareseg.io.integrity import check_nifti_complete
+from flareseg.io.nifti_voxels import nifti_gz_voxels
 from flareseg.io.plausibility import check_ct, check_grid, check_nifti_header
 from flareseg.io.volume import Geometry, Volume
 
@@ -62,6 +63,11 @@ def read_volume(path: str | os.PathLike, acquisition: int | None = None) -> Volu
         if path.name.lower().endswith((".nii", ".nii.gz")):
             check_nifti_complete(path)
             check_nifti_header(path)
+        if path.name.lower().endswith(".nii.gz"):
+            reader, geometry = _read_information(path)
+            array = nifti_gz_voxels(path, reader.GetPixelID(), reader.GetSize())
+            if array is not None:  # else ITK reads the voxels (see flareseg.io.nifti_voxels)
+                return Volume(array, geometry)
         image = _execute(lambda: sitk.ReadImage(str(path)), path)
     return _to_volume(image, path)
 
@@ -72,13 +78,18 @@ def read_geometry(path: str | os.PathLike) -> Geometry:
     _check_file(path)
     if path.name.lower().endswith((".nii", ".nii.gz")):
         check_nifti_header(path)
+    return _read_information(path)[1]
+
+
+def _read_information(path: Path) -> tuple[sitk.ImageFileReader, Geometry]:
+    """ITK's reader of a file's header, after ``ReadImageInformation``, and its checked grid."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     _execute(reader.ReadImageInformation, path)
     _check_dimensions(reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents(), path)
     geometry = _geometry(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
     check_grid(geometry, path)
-    return geometry
+    return reader, geometry
 
 
 def read_ct(path: str | os.PathLike, acquisition: int | None = None, force: bool = False) -> Volume:

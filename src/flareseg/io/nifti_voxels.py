@@ -1,0 +1,73 @@
+"""The voxels of a gzip-compressed NIfTI-1 file, inflated by ISA-L (``isal``): 0.15 s instead of
+ITK's 0.21 s for a 512x512x109 int16 scan, and the inflation lets other threads run.
+
+Only the voxel bytes are read here; the grid comes from ITK's reading of the header, as for every
+other file, so a mask still overlays the scan exactly. Files that need more than a reshape of the
+stored bytes (scaled by ``scl_slope``/``scl_inter``, more than three dimensions, a data type ITK
+would read as another one, NIfTI-2) are left to ITK: :func:`nifti_gz_voxels` returns None.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+#: NIfTI ``datatype`` code -> the voxel type it stores and ITK's pixel type for it (scalar types).
+_DATATYPES = {2: (np.uint8, sitk.sitkUInt8), 4: (np.int16, sitk.sitkInt16), 8: (np.int32, sitk.sitkInt32),
+              16: (np.float32, sitk.sitkFloat32), 64: (np.float64, sitk.sitkFloat64), 256: (np.int8, sitk.sitkInt8),
+              512: (np.uint16, sitk.sitkUInt16), 768: (np.uint32, sitk.sitkUInt32), 1024: (np.int64, sitk.sitkInt64),
+              1280: (np.uint64, sitk.sitkUInt64)}
+_HEADER_BYTES = 348
+
+
+def nifti_gz_voxels(path: Path, pixel_id: int, size_xyz) -> np.ndarray | None:
+    """The voxel array ``[z, y, x]`` of a ``.nii.gz`` file, as ITK would read it, or None when ITK
+    must read it (see the module docstring) or its data is damaged or short.
+
+    Args:
+        path: The file.
+        pixel_id: The pixel type ITK reads it as (``ImageFileReader.GetPixelID()`` after
+            ``ReadImageInformation``); the stored type must be that one.
+        size_xyz: Its size as ITK reads it.
+    """
+    from isal import igzip
+
+    try:
+        data = igzip.decompress(path.read_bytes())
+    except (OSError, EOFError, ValueError):  # isal raises these for a damaged stream; ITK then reports it
+        return None
+    layout = _layout(data[:_HEADER_BYTES])
+    if layout is None:
+        return None
+    dtype, itk_type, shape_xyz, offset = layout
+    if tuple(shape_xyz) != tuple(size_xyz) or pixel_id != itk_type:
+        return None
+    count = int(np.prod(shape_xyz))
+    if len(data) < offset + count * dtype.itemsize:
+        return None
+    stored = np.frombuffer(data, dtype, count, offset).reshape(shape_xyz[::-1])
+    return stored.astype(dtype.newbyteorder("="))  # a writable copy in this machine's byte order
+
+
+def _layout(header: bytes) -> tuple[np.dtype, int, tuple[int, int, int], int] | None:
+    """The stored voxel type (with its byte order), ITK's pixel type for it, the size ``x, y, z``
+    and the data offset of a 3D NIfTI-1 header whose voxels are read as stored; None for any other."""
+    for endian in "<>":
+        if len(header) == _HEADER_BYTES and struct.unpack(endian + "i", header[:4])[0] == _HEADER_BYTES:
+            break
+    else:
+        return None
+    dims = struct.unpack(endian + "8h", header[40:56])
+    datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
+    offset, slope, intercept = struct.unpack(endian + "3f", header[108:120])
+    scaled = slope not in (0.0, 1.0) or intercept != 0.0  # slope 0 means none, but readers differ on its intercept
+    if dims[0] != 3 or datatype not in _DATATYPES or scaled or min(dims[1:4]) < 1:
+        return None
+    stored, itk_type = _DATATYPES[datatype]
+    dtype = np.dtype(stored).newbyteorder(endian)
+    if bitpix != 8 * dtype.itemsize or offset < _HEADER_BYTES or offset != int(offset):
+        return None
+    return dtype, itk_type, tuple(int(n) for n in dims[1:4]), int(offset)
