@@ -127,3 +127,21 @@ def test_fine_boundaries_redraw_only_organ_borders(tmp_path):
     border = ndimage.maximum_filter(plain, size=7) != ndimage.minimum_filter(plain, size=7)
     assert changed.any() and not (changed & ~border).any()
     assert set(np.unique(plain)) == set(np.unique(fine))
+
+
+@pytest.mark.parametrize("loaded", [False, True])
+def test_a_read_the_caller_started_is_used_and_the_scan_not_read_again(tiny_model, data_dir, tmp_path, loaded):
+    from concurrent.futures import Future
+
+    from flareseg.inference.cases import Case
+    from flareseg.inference.options import OutputOptions
+    from flareseg.inference.predict import predict_case
+    from flareseg.io import read_ct
+
+    started = Future()
+    started.set_result(read_ct(data_dir / "ts_example" / "example_ct.nii.gz"))
+    other = Case("other", data_dir / "ts_example" / "example_ct_dicom.nii.gz", None)  # another grid
+    options = PredictOptions(model_dir=tiny_model)
+    model = load_model(tiny_model) if loaded else None
+    predict_case(other, tmp_path / "mask.nii.gz", model, options, OutputOptions(), reading=started)
+    assert read_volume(tmp_path / "mask.nii.gz").geometry.matches(started.result().geometry)

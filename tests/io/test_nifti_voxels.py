@@ -3,6 +3,7 @@ of every kind; files that need more than the stored bytes are left to ITK."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from flareseg.errors import InputError
 from flareseg.io import read_volume
 from flareseg.io.nifti_voxels import nifti_gz_voxels
 
@@ -77,13 +79,23 @@ def test_scaled_and_four_dimensional_files_are_left_to_itk(tmp_path, voxels):
     assert read_volume(tmp_path / "scaled.nii.gz").array.max() == 2 * voxels.max() - 1024
 
 
-def test_a_damaged_or_short_stream_is_left_to_itk(tmp_path, voxels):
+def test_a_damaged_or_short_stream_is_an_error(tmp_path, voxels):
     path = _save(tmp_path, "ct.nii.gz", nib.Nifti1Image(voxels, AFFINE))
     data = path.read_bytes()
     size_xyz = voxels.shape  # nibabel's array is [x, y, z]
     assert nifti_gz_voxels(path, sitk.sitkInt16, size_xyz) is not None
-    flipped = bytearray(data)
+    flipped, scrambled = bytearray(data), bytearray(data)
     flipped[len(data) // 2] ^= 0xFF  # a flipped byte in the compressed voxels
-    for damaged in (bytes(flipped), data[: len(data) // 2]):
+    scrambled[12:40] = b"\xff" * 28  # an invalid deflate block
+    for damaged in (bytes(flipped), bytes(scrambled), data[: len(data) // 2]):
         path.write_bytes(damaged)
-        assert nifti_gz_voxels(path, sitk.sitkInt16, size_xyz) is None
+        with pytest.raises(InputError, match="damaged gzip stream"):
+            nifti_gz_voxels(path, sitk.sitkInt16, size_xyz)
+
+
+def test_analyze_headers_are_left_to_itk(tmp_path, voxels):
+    path = _save(tmp_path, "ct.nii.gz", nib.Nifti1Image(voxels, AFFINE))
+    data = bytearray(gzip.decompress(path.read_bytes()))
+    data[344:348] = b"\0\0\0\0"  # no NIfTI magic: an Analyze 7.5 header
+    path.write_bytes(gzip.compress(bytes(data)))
+    assert nifti_gz_voxels(path, sitk.sitkInt16, voxels.shape) is None

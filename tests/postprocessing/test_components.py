@@ -84,3 +84,15 @@ def test_clean_up_matches_scipy_per_class_labelling_on_random_label_maps():
         assert out is labels
         np.testing.assert_array_equal(out, expected)
         assert counts == expected_counts
+
+
+def test_large_dropped_components_are_cleared_a_chunk_at_a_time():
+    from flareseg.postprocessing.components import _zero_runs
+
+    region = np.ones((4, 5, 6), np.uint8)[:, ::-1]  # a view; flat indices in its own raster order
+    starts, lengths = np.array([0, 7, 30, 100]), np.array([3, 20, 1, 20])
+    expected = region.copy()
+    for start, length in zip(starts, lengths):
+        expected.reshape(-1)[start:start + length] = 0
+    _zero_runs(region, starts, lengths, chunk=4)  # runs split across chunks
+    np.testing.assert_array_equal(region, expected)

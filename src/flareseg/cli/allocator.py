@@ -1,10 +1,10 @@
-"""Allocator settings for a flareseg process (glibc only; elsewhere nothing changes).
+"""Allocator settings for a ``flareseg predict`` process (glibc only; elsewhere nothing changes).
 
 A prediction allocates and frees arrays of tens of MB: glibc maps each one anew and hands it back
 to the kernel when it is freed, and every page of the next one faults in again. Serving arrays up
 to 32 MB from the heap and keeping freed memory for reuse makes a 512x512 scan's prediction about
-0.1 s faster on 2 cores (1.36 to 1.17 s, median of 10), as tcmalloc does for training. The peak
-memory is unchanged; memory freed stays with the process until it ends.
+0.1 s faster on 2 cores (1.36 to 1.17 s, median of 10), as tcmalloc does for training. Memory
+freed stays with the process until it ends, so its resident peak can be somewhat higher.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import argparse
 import importlib
 import sys
 
-from flareseg.cli.allocator import keep_freed_memory
 from flareseg.cli.messages import one_line_warnings
 from flareseg.errors import FlaresegError
 
@@ -51,7 +50,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the process exit code (0 success, 1 failure, 2 usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    keep_freed_memory()
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     args.argv = argv  # a command may run itself again (train --nproc)

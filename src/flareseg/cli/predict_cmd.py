@@ -71,12 +71,14 @@ def add_parsers(subparsers) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from flareseg.cli.allocator import keep_freed_memory
     from flareseg.cli.paths import refuse_overwriting_input
     from flareseg.errors import InputError
     from flareseg.inference.cases import Case, case_name, collect_cases, is_single_scan
     from flareseg.inference.options import OutputOptions, PredictOptions
-    from flareseg.inference.outputs import check_dicom_source, check_mask_path
+    from flareseg.inference.outputs import check_mask_path
 
+    keep_freed_memory()
     options = PredictOptions(args.model, args.backend, args.device, args.threads, not args.no_postprocess,
                              not args.no_second_chance, args.fine_boundaries, args.force)
     outputs = OutputOptions(args.output_type, args.statistics, args.preview, args.overwrite)
@@ -91,7 +93,6 @@ def run_predict(args: argparse.Namespace) -> int:
     with one_line_warnings():
         if single:
             check_mask_path(args.output, args.output_type, args.input[0])
-            check_dicom_source(args.input[0], args.output_type, args.acquisition)
             cases = [Case(case_name(args.input[0]), args.input[0], args.acquisition)]
         else:
             cases = collect_cases(args.input)
@@ -105,10 +106,11 @@ def _predict_one(case, args: argparse.Namespace, options: PredictOptions, output
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from flareseg.inference.outputs import side_path
+    from flareseg.inference.outputs import check_outputs, side_path
     from flareseg.io import read_ct
 
     start = time.perf_counter()
+    check_outputs(case.input, args.output, outputs, case.acquisition)
     with ThreadPoolExecutor(1, thread_name_prefix="flareseg-read") as pool:
         # the scan is read while prediction's other modules import and the model loads (0.1 s of 1.3)
         reading = pool.submit(read_ct, case.input, case.acquisition, options.force)

@@ -31,6 +31,12 @@ def check_mask_path(path: Path, output_type: str, source: Path | None = None) ->
         raise InputError(f"{source}: --output-type {output_type} needs a DICOM series folder as input")
 
 
+def check_outputs(source: Path, path: Path, outputs: OutputOptions, acquisition: int | None = None) -> None:
+    """Refuse, before the scan ``source`` is read, a mask ``path`` that ``outputs`` cannot be written to."""
+    check_mask_path(path, outputs.output_type, source)
+    check_dicom_source(source, outputs.output_type, acquisition)
+
+
 def side_path(mask_path: Path, suffix: str) -> Path:
     """A file beside a mask: ``MASK.nii.gz`` -> ``MASK.json`` or ``MASK.png``."""
     stem = strip_image_suffix(mask_path.name) or mask_path.name.removesuffix(_DICOM_SUFFIX)

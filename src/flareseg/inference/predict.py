@@ -18,8 +18,7 @@ from flareseg.inference.model import LoadedModel, load_model
 from flareseg.inference.options import PredictOptions
 from flareseg.inference.outputs import (
     OutputOptions,
-    check_dicom_source,
-    check_mask_path,
+    check_outputs,
     extras_present,
     mask_is_complete,
     mask_suffix,
@@ -285,15 +284,15 @@ def predict_case(case: Case, path: Path, model: LoadedModel | None, options: Pre
                  outputs: OutputOptions, statistics_file: bool = True,
                  components: dict[int, int] | None = None, reading: Future[Volume] | None = None) -> dict | None:
     """Segment one scan and write its mask (and extras) to ``path``; returns its statistics if asked for.
-    ``model`` None loads the options' model while the scan is read (:func:`read_while_loading`; ``reading``,
-    its read if the caller started it already). ``components`` receives the components per class before the
-    post-processing, as :func:`segment` says."""
-    check_mask_path(path, outputs.output_type, case.input)
-    check_dicom_source(case.input, outputs.output_type, case.acquisition)
+    ``model`` None loads the options' model while the scan is read (:func:`read_while_loading`).
+    ``components`` receives the components per class before the post-processing, as :func:`segment` says.
+    ``reading``: the scan's read, when the caller started it already, after :func:`check_outputs`."""
+    if reading is None:
+        check_outputs(case.input, path, outputs, case.acquisition)
     if model is None:
         ct, model = read_while_loading(case.input, case.acquisition, options, reading)
     else:
-        ct = read_ct(case.input, case.acquisition, options.force)
+        ct = read_ct(case.input, case.acquisition, options.force) if reading is None else reading.result()
     mask = segment(ct, model, options.postprocess, options.second_chance, options.fine_boundaries, components)
     write_mask(mask, case.input, path, outputs.output_type, case.acquisition)
     return write_extras(ct, mask, path, outputs, statistics_file)

@@ -1,10 +1,11 @@
-"""The voxels of a gzip-compressed NIfTI-1 file, inflated by ISA-L (``isal``): 0.15 s instead of
-ITK's 0.21 s for a 512x512x109 int16 scan, and the inflation lets other threads run.
+"""The voxels of a gzip-compressed NIfTI-1 file, inflated by ISA-L (``isal``): a 512x512x109 int16
+scan reads in 0.17 s instead of 0.25 s through ITK, and the inflation lets other threads run.
 
 Only the voxel bytes are read here; the grid comes from ITK's reading of the header, as for every
 other file, so a mask still overlays the scan exactly. Files that need more than a reshape of the
 stored bytes (scaled by ``scl_slope``/``scl_inter``, more than three dimensions, a data type ITK
-would read as another one, NIfTI-2) are left to ITK: :func:`nifti_gz_voxels` returns None.
+would read as another one, no ``n+1`` magic) are left to ITK: :func:`nifti_gz_voxels` returns None.
+Every gzip member's checksum is verified: a damaged stream, which ITK would read silently, is an error.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from flareseg.errors import InputError
 
 #: NIfTI ``datatype`` code -> the voxel type it stores and ITK's pixel type for it (scalar types).
 _DATATYPES = {2: (np.uint8, sitk.sitkUInt8), 4: (np.int16, sitk.sitkInt16), 8: (np.int32, sitk.sitkInt32),
@@ -25,20 +28,25 @@ _HEADER_BYTES = 348
 
 def nifti_gz_voxels(path: Path, pixel_id: int, size_xyz) -> np.ndarray | None:
     """The voxel array ``[z, y, x]`` of a ``.nii.gz`` file, as ITK would read it, or None when ITK
-    must read it (see the module docstring) or its data is damaged or short.
+    must read it (see the module docstring).
 
     Args:
         path: The file.
         pixel_id: The pixel type ITK reads it as (``ImageFileReader.GetPixelID()`` after
             ``ReadImageInformation``); the stored type must be that one.
         size_xyz: Its size as ITK reads it.
-    """
-    from isal import igzip
 
+    Raises:
+        InputError: The gzip stream is damaged (a bad block, a checksum that fails) or ends early.
+    """
+    try:
+        from isal import igzip
+    except ImportError:  # a platform without ISA-L's wheels: ITK inflates
+        return None
     try:
         data = igzip.decompress(path.read_bytes())
-    except (OSError, EOFError, ValueError):  # isal raises these for a damaged stream; ITK then reports it
-        return None
+    except Exception as error:  # noqa: BLE001 - isal's errors derive from Exception alone
+        raise InputError(f"{path}: damaged gzip stream ({error})") from None
     layout = _layout(data[:_HEADER_BYTES])
     if layout is None:
         return None
@@ -47,7 +55,7 @@ def nifti_gz_voxels(path: Path, pixel_id: int, size_xyz) -> np.ndarray | None:
         return None
     count = int(np.prod(shape_xyz))
     if len(data) < offset + count * dtype.itemsize:
-        return None
+        raise InputError(f"{path}: truncated file ({len(data)} of {offset + count * dtype.itemsize} bytes)")
     stored = np.frombuffer(data, dtype, count, offset).reshape(shape_xyz[::-1])
     return stored.astype(dtype.newbyteorder("="))  # a writable copy in this machine's byte order
 
@@ -59,6 +67,8 @@ def _layout(header: bytes) -> tuple[np.dtype, int, tuple[int, int, int], int] | 
         if len(header) == _HEADER_BYTES and struct.unpack(endian + "i", header[:4])[0] == _HEADER_BYTES:
             break
     else:
+        return None
+    if header[344:348] != b"n+1\0":  # a single-file NIfTI-1; Analyze and NIfTI pairs go to ITK
         return None
     dims = struct.unpack(endian + "8h", header[40:56])
     datatype, bitpix = struct.unpack(endian + "2h", header[70:74])

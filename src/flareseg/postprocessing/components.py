@@ -47,8 +47,7 @@ def keep_largest_components(labels: np.ndarray, class_ids, lesion_min_voxels: in
             keep[members[np.argmax(sizes[members])]] = True
     dropped = ~keep[found.ids]  # the runs of the components dropped
     if dropped.any():
-        voxels = _run_voxels(found.starts[dropped], found.lengths[dropped])
-        found.region[np.unravel_index(voxels, found.region.shape)] = 0
+        _zero_runs(found.region, found.starts[dropped], found.lengths[dropped])
     return labels
 
 
@@ -87,10 +86,15 @@ def _components(labels: np.ndarray) -> _Components | None:
     return _Components(region, starts, lengths, ids, sizes, owner)
 
 
-def _run_voxels(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The flat index of every voxel of the runs that start at ``starts``, ``lengths`` long."""
+def _zero_runs(region: np.ndarray, starts: np.ndarray, lengths: np.ndarray, chunk: int = 1 << 18) -> None:
+    """Set to 0 every voxel of the runs that start at flat indices ``starts`` of ``region``, ``lengths``
+    long, ``chunk`` voxels at a time (a large component dropped needs no index array of its size)."""
     before = np.cumsum(lengths) - lengths  # voxels of the runs listed before each
-    return np.arange(lengths.sum()) + np.repeat(starts - before, lengths)
+    total = int(lengths.sum())
+    for first in range(0, total, chunk):
+        position = np.arange(first, min(first + chunk, total))  # among the voxels of all the runs
+        run = np.searchsorted(before, position, "right") - 1
+        region[np.unravel_index(starts[run] + (position - before[run]), region.shape)] = 0
 
 
 def _runs(values: np.ndarray, chunk: int = _CHUNK) -> tuple[np.ndarray, np.ndarray]:
