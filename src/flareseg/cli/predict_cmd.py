@@ -112,7 +112,7 @@ def _predict_one(case, args: argparse.Namespace, options: PredictOptions, output
     start = time.perf_counter()
     check_outputs(case.input, args.output, outputs, case.acquisition)
     with ThreadPoolExecutor(1, thread_name_prefix="flareseg-read") as pool:
-        # the scan is read while prediction's other modules import and the model loads (0.1 s of 1.3)
+        # the scan is read while prediction's other modules import and the model loads (about 0.1 s)
         reading = pool.submit(read_ct, case.input, case.acquisition, options.force)
         from flareseg.inference.predict import predict_case
 
