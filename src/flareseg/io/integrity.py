@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 from flareseg.errors import InputError
+from flareseg.io.nifti_header import parse_nifti_header
 
 _CHUNK = 1 << 20
 _GZIP = zlib.MAX_WBITS | 16
@@ -124,26 +125,16 @@ def _nifti_voxel_bytes(path: Path, compressed: bool) -> tuple[int, bool]:
 
 def _nifti_layout(header: bytes, path: Path) -> tuple[int, int]:
     """Where a NIfTI header says the voxel data starts, and how many bytes it holds."""
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
-            dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
-            offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 348)
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            dims = struct.unpack(endian + "8q", header[16:80])
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
-            offset = max(struct.unpack(endian + "q", header[168:176])[0], 540)
-            break
-    else:
+    fields = parse_nifti_header(header)
+    if fields is None:
         raise InputError(f"{path}: not a NIfTI file (bad header)")
-    n_dims = dims[0]
+    n_dims = fields.dims[0]
     if not 1 <= n_dims <= 7:
         raise InputError(f"{path}: not a NIfTI file (bad dimension count {n_dims})")
     voxels = 1
-    for size in dims[1 : n_dims + 1]:
+    for size in fields.dims[1 : n_dims + 1]:
         voxels *= max(int(size), 1)
-    return offset, voxels * bitpix // 8
+    return max(int(fields.vox_offset), fields.size), voxels * fields.bitpix // 8
 
 
 def _text_header(path: Path, end: bytes, limit: int = 1 << 20) -> tuple[int, dict[str, str]] | None:

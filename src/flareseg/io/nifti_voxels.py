@@ -10,20 +10,20 @@ Every gzip member's checksum is verified: a damaged stream, which ITK would read
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from flareseg.errors import InputError
+from flareseg.io.nifti_header import parse_nifti_header
 
 #: NIfTI ``datatype`` code -> the voxel type it stores and ITK's pixel type for it (scalar types).
 _DATATYPES = {2: (np.uint8, sitk.sitkUInt8), 4: (np.int16, sitk.sitkInt16), 8: (np.int32, sitk.sitkInt32),
               16: (np.float32, sitk.sitkFloat32), 64: (np.float64, sitk.sitkFloat64), 256: (np.int8, sitk.sitkInt8),
               512: (np.uint16, sitk.sitkUInt16), 768: (np.uint32, sitk.sitkUInt32), 1024: (np.int64, sitk.sitkInt64),
               1280: (np.uint64, sitk.sitkUInt64)}
-_HEADER_BYTES = 348
+_HEADER_BYTES = 348  # NIfTI-1's; a NIfTI-2 header is longer and goes to ITK
 
 
 def nifti_gz_voxels(path: Path, pixel_id: int, size_xyz) -> np.ndarray | None:
@@ -63,21 +63,16 @@ def nifti_gz_voxels(path: Path, pixel_id: int, size_xyz) -> np.ndarray | None:
 def _layout(header: bytes) -> tuple[np.dtype, int, tuple[int, int, int], int] | None:
     """The stored voxel type (with its byte order), ITK's pixel type for it, the size ``x, y, z``
     and the data offset of a 3D NIfTI-1 header whose voxels are read as stored; None for any other."""
-    for endian in "<>":
-        if len(header) == _HEADER_BYTES and struct.unpack(endian + "i", header[:4])[0] == _HEADER_BYTES:
-            break
-    else:
+    fields = parse_nifti_header(header)
+    if fields is None or fields.magic != b"n+1\0":  # a single-file NIfTI-1; Analyze, pairs and NIfTI-2 go to ITK
         return None
-    if header[344:348] != b"n+1\0":  # a single-file NIfTI-1; Analyze and NIfTI pairs go to ITK
+    dims, offset = fields.dims, fields.vox_offset
+    # slope 0 means no scaling, but readers differ on its intercept
+    scaled = fields.scl_slope not in (0.0, 1.0) or fields.scl_inter != 0.0
+    if dims[0] != 3 or fields.datatype not in _DATATYPES or scaled or min(dims[1:4]) < 1:
         return None
-    dims = struct.unpack(endian + "8h", header[40:56])
-    datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
-    offset, slope, intercept = struct.unpack(endian + "3f", header[108:120])
-    scaled = slope not in (0.0, 1.0) or intercept != 0.0  # slope 0 means none, but readers differ on its intercept
-    if dims[0] != 3 or datatype not in _DATATYPES or scaled or min(dims[1:4]) < 1:
-        return None
-    stored, itk_type = _DATATYPES[datatype]
-    dtype = np.dtype(stored).newbyteorder(endian)
-    if bitpix != 8 * dtype.itemsize or offset < _HEADER_BYTES or offset != int(offset):
+    stored, itk_type = _DATATYPES[fields.datatype]
+    dtype = np.dtype(stored).newbyteorder(fields.endian)
+    if fields.bitpix != 8 * dtype.itemsize or offset < fields.size or offset != int(offset):
         return None
     return dtype, itk_type, tuple(int(n) for n in dims[1:4]), int(offset)

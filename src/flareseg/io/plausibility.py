@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import gzip
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from flareseg.errors import InputError
+from flareseg.io.nifti_header import parse_nifti_header
 from flareseg.io.volume import Geometry, Volume
 
 #: Voxels the intensity rules sample (a strided subsample of larger images).
@@ -144,23 +144,11 @@ def check_nifti_header(path: Path) -> None:
 def _nifti_fields(header: bytes) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] | None:
     """pixdim[1..n] (n spatial dimensions, at most 3), and the qform (quaternion and offset) and sform
     (three rows) values a NIfTI-1/2 header uses (empty when its code is 0); None if not NIfTI."""
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
-            n_dims = struct.unpack(endian + "h", header[40:42])[0]
-            pixdim = struct.unpack(endian + "8f", header[76:108])
-            codes = struct.unpack(endian + "2h", header[252:256])
-            qform, sform = struct.unpack(endian + "6f", header[256:280]), struct.unpack(endian + "12f", header[280:328])
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            n_dims = struct.unpack(endian + "q", header[16:24])[0]
-            pixdim = struct.unpack(endian + "8d", header[104:168])
-            codes = struct.unpack(endian + "2i", header[344:352])
-            qform, sform = struct.unpack(endian + "6d", header[352:400]), struct.unpack(endian + "12d", header[400:496])
-            break
-    else:
+    fields = parse_nifti_header(header)
+    if fields is None:
         return None
-    spatial = tuple(float(v) for v in pixdim[1 : 1 + min(max(int(n_dims), 0), 3)])
-    return spatial, qform if codes[0] > 0 else (), sform if codes[1] > 0 else ()
+    spatial = tuple(float(v) for v in fields.pixdim[1 : 1 + min(max(int(fields.dims[0]), 0), 3)])
+    return spatial, fields.quatern if fields.codes[0] > 0 else (), fields.srow if fields.codes[1] > 0 else ()
 
 
 def _sample(array: np.ndarray) -> np.ndarray:
